@@ -13,7 +13,10 @@
  *
  *   The index is open addressing with linear probing over nslots uint32 slots (any
  *   size: the home slot is fastrange(hash)), deletion by backward shift, so there are
- *   no tombstones. The slab grows by doubling up to max_entries and the index up to
+ *   no tombstones. While slab indices fit in 24 bits (max_entries < 16.7 M), a slot
+ *   also carries 8 bits of the key's hash and the entry's spare field 16 more, so a
+ *   probe skips non-matching slots without touching their entries, and a deletion
+ *   finds a cluster member's home slot from its entry alone, never its key object. The slab grows by doubling up to max_entries and the index up to
  *   max_slots = max_entries / 0.7, so a full cache holds no more than it needs.
  *   An entry costs 48 bytes + 4 per index slot + 8 per sketch word: about 61 bytes at
  *   max_entries = 10^6, plus 8 bytes and its tag nodes once any entry carries a tag.
@@ -121,32 +124,55 @@ static uint64_t entry_hash(const tc_entry *e) { return (uint64_t)tc_key_hash((Py
 
 static uint32_t empty_slots[1] = {0};
 
-static inline uint32_t home(uint32_t nslots, Py_hash_t h) {
+/* 32 bits of a key's (SipHash) hash. */
+static inline uint32_t mix32(Py_hash_t h) {
     uint64_t x = (uint64_t)h;
-    return (uint32_t)(((x ^ (x >> 32)) & 0xFFFFFFFFu) * nslots >> 32);
+    return (uint32_t)(x ^ (x >> 32));
+}
+
+/* fastrange: x (masked to the bits the index uses) scaled to [0, n) */
+static inline uint32_t home_of(const tc_store *s, uint32_t x) {
+    return (uint32_t)(((uint64_t)(x & s->home_mask) * s->nslots) >> 32);
+}
+
+/* The slot's hash tag (tagged mode: bits 8..15 of x in the slot's top byte). */
+static inline uint32_t slot_tag(const tc_store *s, uint32_t x) {
+    return s->tagged ? (x & 0xFF00u) << 16 : 0;
+}
+
+/* The hash bits of the entry in slot value v that the index uses: in tagged mode from
+ * the slot's tag and the entry's spare field (no access to the key object). */
+static inline uint32_t member_x(const tc_store *s, uint32_t v) {
+    const tc_entry *e = &s->slab[(v & s->idx_mask) - 1];
+    if (s->tagged) return ((uint32_t)e->spare << 16) | ((v >> 24) << 8);
+    return mix32(tc_key_hash((PyObject *)e->key));
 }
 
 uint32_t tc_store_find(const tc_store *s, PyObject *key, Py_hash_t hash) {
-    uint32_t n = s->nslots, i = home(n, hash), v;
+    uint32_t x = mix32(hash), n = s->nslots, i = home_of(s, x), v;
+    uint32_t want = slot_tag(s, x), tagmask = ~s->idx_mask;
     while ((v = s->slots[i]) != 0) {
-        PyObject *k = (PyObject *)s->slab[v - 1].key;
-        if (k == key || key_eq(k, key, hash)) return v - 1;
+        if ((v & tagmask) == want) {
+            uint32_t id = (v & s->idx_mask) - 1;
+            PyObject *k = (PyObject *)s->slab[id].key;
+            if (k == key || key_eq(k, key, hash)) return id;
+        }
         if (++i == n) i = 0;
     }
     return TC_NIL;
 }
 
-static void index_place(uint32_t *slots, uint32_t n, Py_hash_t hash, uint32_t idx) {
-    uint32_t i = home(n, hash);
+static void index_place(tc_store *s, uint32_t *slots, uint32_t x, uint32_t idx) {
+    uint32_t n = s->nslots, i = home_of(s, x);
     while (slots[i] != 0)
         if (++i == n) i = 0;
-    slots[i] = idx + 1;
+    slots[i] = slot_tag(s, x) | (idx + 1);
 }
 
 static void index_remove(tc_store *s, uint32_t idx) {
     uint32_t n = s->nslots;
-    uint32_t i = home(n, tc_key_hash((PyObject *)s->slab[idx].key));
-    while (s->slots[i] != idx + 1)
+    uint32_t i = home_of(s, mix32(tc_key_hash((PyObject *)s->slab[idx].key)));
+    while ((s->slots[i] & s->idx_mask) != idx + 1)
         if (++i == n) i = 0;
     /* backward shift: pull later members of the cluster into the hole unless their
      * home lies cyclically in (hole, j] */
@@ -155,7 +181,7 @@ static void index_remove(tc_store *s, uint32_t idx) {
         if (++j == n) j = 0;
         uint32_t v = s->slots[j];
         if (v == 0) break;
-        uint32_t k = home(n, tc_key_hash((PyObject *)s->slab[v - 1].key));
+        uint32_t k = home_of(s, member_x(s, v));
         if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j)) continue;
         s->slots[i] = v;
         i = j;
@@ -166,16 +192,30 @@ static void index_remove(tc_store *s, uint32_t idx) {
 static int index_grow(tc_store *s) {
     uint64_t want = s->nslots < 16 ? 16 : (uint64_t)s->nslots * 2;
     if (want > s->max_slots) want = s->max_slots;
-    uint32_t n = (uint32_t)want;
-    uint32_t *slots = tc_calloc(n, sizeof(uint32_t));
+    uint32_t *slots = tc_calloc((size_t)want, sizeof(uint32_t));
     if (slots == NULL) return -1;
-    for (uint32_t i = 0; i < s->hwm; i++) {
-        tc_entry *e = &s->slab[i];
-        if (e->key) index_place(slots, n, tc_key_hash((PyObject *)e->key), i);
+    uint32_t *old = s->slots, oldn = s->nslots;
+    uint32_t *xs = NULL;
+    /* the hash bits of every member, read before nslots changes */
+    if (s->count) {
+        xs = tc_malloc((size_t)s->count * 2 * sizeof(uint32_t));
+        if (xs == NULL) {
+            tc_free(slots);
+            return -1;
+        }
     }
-    if (s->slots != empty_slots) tc_free(s->slots);
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < oldn; i++) {
+        if (old[i] == 0) continue;
+        xs[2 * m] = member_x(s, old[i]);
+        xs[2 * m + 1] = (old[i] & s->idx_mask) - 1;
+        m++;
+    }
     s->slots = slots;
-    s->nslots = n;
+    s->nslots = (uint32_t)want;
+    for (uint32_t k = 0; k < m; k++) index_place(s, slots, xs[2 * k], xs[2 * k + 1]);
+    tc_free(xs);
+    if (old != empty_slots) tc_free(old);
     return 0;
 }
 
@@ -251,6 +291,10 @@ int tc_store_init(tc_store *s, uint32_t max_entries, uint64_t max_bytes, int64_t
     s->max_bytes = max_bytes;
     uint64_t ms = ((uint64_t)max_entries + 1) * 10 / 7 + 2;
     s->max_slots = ms > 0xFFFFFFF0u ? 0xFFFFFFF0u : (uint32_t)ms;
+    /* slab indices + 1 fit in 24 bits: the top byte of each slot carries 8 hash bits */
+    s->tagged = (uint64_t)max_entries + 2 <= 0x00FFFFFFu;
+    s->idx_mask = s->tagged ? 0x00FFFFFFu : 0xFFFFFFFFu;
+    s->home_mask = s->tagged ? 0xFFFFFF00u : 0xFFFFFFFFu;
     if (tc_policy_init(&s->policy, max_entries, max_entries < 8 ? max_entries : 8) < 0) return -1;
     reset_empty(s, now);
     return 0;
@@ -381,7 +425,9 @@ int tc_store_put(tc_store *s, PyObject *key, Py_hash_t hash, PyObject *value,
         e->pprev = e->pnext = TC_NIL;
         e->queue = TC_Q_NONE;
         e->flags = 0;
-        index_place(s->slots, s->nslots, hash, idx);
+        uint32_t x = mix32(hash);
+        e->spare = (uint16_t)(x >> 16);
+        index_place(s, s->slots, x, idx);
         s->count++;
         tc_policy_on_insert(&s->policy, s->slab, idx, (uint64_t)hash);
     } else {
@@ -498,7 +544,10 @@ const char *tc_store_check(const tc_store *s) {
     for (uint32_t i = 0; i < s->nslots; i++) {
         uint32_t v = s->slots[i];
         if (v == 0) continue;
-        if (v - 1 >= s->hwm || s->slab[v - 1].key == NULL) return "index slot names a free entry";
+        uint32_t id = (v & s->idx_mask) - 1;
+        if (id >= s->hwm || s->slab[id].key == NULL) return "index slot names a free entry";
+        uint32_t x = mix32(tc_key_hash((PyObject *)s->slab[id].key));
+        if ((member_x(s, v) & s->home_mask) != (x & s->home_mask)) return "index hash bits differ from the key's";
         used++;
     }
     if (used != s->count) return "index size differs from count";
