@@ -505,6 +505,18 @@ static PyObject *lc_get_many(LocalCacheObject *self, PyObject *keys) {
     it = PyObject_GetIter(keys);
     if (it == NULL) goto error;
     while ((k = PyIter_Next(it)) != NULL) {
+        /* the result is keyed by the plain str/bytes: a subclass's __hash__ never runs */
+        PyObject *owned = NULL;
+        Py_hash_t h;
+        PyObject *plain = prepare_key(k, &h, &owned);
+        if (plain == NULL) {
+            Py_DECREF(k);
+            goto error;
+        }
+        if (owned) {
+            Py_DECREF(k);
+            k = owned;
+        }
         PyObject *v = lookup(self, k, NULL);
         if (v == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
@@ -877,7 +889,7 @@ static PyObject *lc_stats(LocalCacheObject *self, PyObject *Py_UNUSED(ignored)) 
     tc_store *s = &self->store;
     tc_counters c = s->c;
     uint64_t entries = s->count, bytes = s->bytes, peak = s->peak_bytes, tags = s->tags.count;
-    uint64_t overhead = tc_store_overhead(s), window = s->policy.window_max;
+    uint64_t overhead = tc_store_overhead(s);
     PyObject *d = PyDict_New();
     if (d == NULL) return NULL;
     if (dict_set_u64(d, "hits", c.hits) < 0 || dict_set_u64(d, "misses", c.misses) < 0 ||
@@ -887,7 +899,7 @@ static PyObject *lc_stats(LocalCacheObject *self, PyObject *Py_UNUSED(ignored)) 
         dict_set_u64(d, "rejected", c.rejected) < 0 || dict_set_u64(d, "entries", entries) < 0 ||
         dict_set_u64(d, "bytes", bytes) < 0 || dict_set_u64(d, "peak_bytes", peak) < 0 ||
         dict_set_u64(d, "max_entries", s->max_entries) < 0 || dict_set_u64(d, "tags", tags) < 0 ||
-        dict_set_u64(d, "overhead_bytes", overhead) < 0 || dict_set_u64(d, "window", window) < 0)
+        dict_set_u64(d, "overhead_bytes", overhead) < 0)
         goto error;
     if (s->max_bytes) {
         if (dict_set_u64(d, "max_bytes", s->max_bytes) < 0) goto error;

@@ -445,11 +445,12 @@ int tc_store_put(tc_store *s, PyObject *key, Py_hash_t hash, PyObject *value,
     }
     s->bytes = s->bytes - e->charge + charge;
     e->charge = (uint32_t)charge;
-    if (s->bytes > s->peak_bytes) s->peak_bytes = s->bytes;
     if (deadline != e->deadline || (deadline != TC_NO_DEADLINE && !tc_wheel_linked(e)))
         tc_store_set_deadline(s, idx, deadline);
     s->c.sets++;
     enforce_bounds(s, t);
+    /* the peak of what is held between operations, not the transient insert-then-evict */
+    if (s->bytes > s->peak_bytes) s->peak_bytes = s->bytes;
     return 1;
 }
 

@@ -70,7 +70,7 @@ typedef struct tc_store {
 } tc_store;
 
 /* Largest charge of one entry; larger values are rejected. */
-#define TC_MAX_CHARGE ((uint64_t)0xFFFFFFFFu - 1)
+#define TC_MAX_CHARGE ((uint64_t)0xFFFFFFFFu)
 
 int tc_store_init(tc_store *s, uint32_t max_entries, uint64_t max_bytes, int64_t now);
 /* Empty the store and hand its old slab to the caller, who must drop the references
