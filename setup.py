@@ -27,7 +27,8 @@ else:
 
 if sanitize:
     flags = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-g"]
-    extra_compile_args += flags
+    # Python's CFLAGS carry -fwrapv, which hides signed overflow from UBSan.
+    extra_compile_args += flags + ["-fno-wrapv"]
     extra_link_args += flags
 
 setup(

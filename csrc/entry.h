@@ -12,7 +12,7 @@
  *   pprev, pnext    links in a policy queue (also the free-list link of free slots)
  *   queue           which policy queue holds it (TC_Q_*)
  *   flags           TC_F_* bits
- *   spare           16 bits of the key's hash for the index (store.c)
+ *   spare           unused (padding)
  */
 #ifndef TIEREDCACHE_ENTRY_H
 #define TIEREDCACHE_ENTRY_H

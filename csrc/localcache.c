@@ -249,23 +249,42 @@ static int compute_charge(PyObject *value, PyObject *size, uint64_t *charge) {
 typedef struct tagbuf {
     tc_tagref *refs;
     uint32_t n;
-    PyObject *seq; /* keeps the tag strings (and their UTF-8) alive */
+    PyObject *seq;  /* keeps the tag strings (and their UTF-8) alive */
+    PyObject *keep; /* surrogatepass encodings, if any */
     tc_tagref inline_refs[TC_TAGS_INLINE];
 } tagbuf;
 
 static void tagbuf_release(tagbuf *b) {
     if (b->refs != b->inline_refs) PyMem_Free(b->refs);
     Py_CLEAR(b->seq);
+    Py_CLEAR(b->keep);
 }
 
-static int tag_ref(PyObject *tag, tc_tagref *ref) {
+/* A tag's bytes: its UTF-8 (cached on the str), or for a str holding lone surrogates
+ * its "surrogatepass" encoding, which no other str shares (valid UTF-8 never encodes a
+ * surrogate); that bytes object is kept alive in *keep (a list made on demand). */
+static int tag_ref(PyObject *tag, tc_tagref *ref, PyObject **keep) {
     if (!PyUnicode_Check(tag)) {
         PyErr_Format(PyExc_TypeError, "tags must be str, not %.100s", Py_TYPE(tag)->tp_name);
         return -1;
     }
     Py_ssize_t len;
     const char *utf8 = PyUnicode_AsUTF8AndSize(tag, &len);
-    if (utf8 == NULL) return -1;
+    if (utf8 == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+        PyErr_Clear();
+        PyObject *b = PyUnicode_AsEncodedString(tag, "utf-8", "surrogatepass");
+        if (b == NULL) return -1;
+        if (*keep == NULL && (*keep = PyList_New(0)) == NULL) {
+            Py_DECREF(b);
+            return -1;
+        }
+        int r = PyList_Append(*keep, b);
+        Py_DECREF(b);
+        if (r < 0) return -1;
+        utf8 = PyBytes_AS_STRING(b);
+        len = PyBytes_GET_SIZE(b);
+    }
     if ((uint64_t)len > 0xFFFFFFF0u) {
         PyErr_SetString(PyExc_ValueError, "a tag must be shorter than 4 GiB");
         return -1;
@@ -282,6 +301,7 @@ static int parse_tags(PyObject *tags, tagbuf *b) {
     b->refs = b->inline_refs;
     b->n = 0;
     b->seq = NULL;
+    b->keep = NULL;
     if (tags == NULL || tags == Py_None) return 0;
     if (PyUnicode_Check(tags) || PyBytes_Check(tags)) {
         PyErr_Format(PyExc_TypeError, "tags must be an iterable of str, not a single %.100s (use tags=[%R])",
@@ -306,7 +326,7 @@ static int parse_tags(PyObject *tags, tagbuf *b) {
     PyObject **items = PySequence_Fast_ITEMS(b->seq);
     for (Py_ssize_t i = 0; i < n; i++) {
         tc_tagref r;
-        if (tag_ref(items[i], &r) < 0) goto error;
+        if (tag_ref(items[i], &r, &b->keep) < 0) goto error;
         int dup = 0;
         for (uint32_t j = 0; j < b->n && !dup; j++)
             dup = b->refs[j].hash == r.hash && b->refs[j].len == r.len && memcmp(b->refs[j].name, r.name, r.len) == 0;
@@ -627,6 +647,14 @@ static PyObject *lc_set_many(LocalCacheObject *self, PyObject *const *args, Py_s
     static const int params[] = {N_MAPPING, N_TTL, N_TAGS};
     PyObject *a[3];
     if (parse_args("set_many", args, nargs, kwnames, params, 3, 1, a) < 0) return NULL;
+    if (!PyDict_Check(a[0])) {
+        int has = PyObject_HasAttrString(a[0], "items") && PyObject_HasAttrString(a[0], "keys");
+        if (!has || PyUnicode_Check(a[0]) || PyBytes_Check(a[0])) {
+            PyErr_Format(PyExc_TypeError, "set_many() mapping must be a mapping, not %.100s",
+                         Py_TYPE(a[0])->tp_name);
+            return NULL;
+        }
+    }
     PyObject *items = PyMapping_Items(a[0]);
     if (items == NULL) return NULL;
     Py_ssize_t stored = 0, n = PyList_GET_SIZE(items);
@@ -804,14 +832,15 @@ static PyObject *lc_invalidate_tags(LocalCacheObject *self, PyObject *const *arg
         refs = PyMem_Malloc((size_t)nargs * sizeof(tc_tagref));
         if (refs == NULL) return PyErr_NoMemory();
     }
-    PyObject *result = NULL;
+    PyObject *result = NULL, *keep = NULL;
     for (Py_ssize_t i = 0; i < nargs; i++)
-        if (tag_ref(args[i], &refs[i]) < 0) goto done;
+        if (tag_ref(args[i], &refs[i], &keep) < 0) goto done;
     bulk_job job = {BULK_TAGS, refs, (uint32_t)nargs, NULL, 0, NULL, 0};
     long long n = run_bulk(self, &job);
     if (n >= 0) result = PyLong_FromLongLong(n);
 done:
     if (refs != inline_refs) PyMem_Free(refs);
+    Py_XDECREF(keep);
     return result;
 }
 

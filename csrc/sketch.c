@@ -11,7 +11,8 @@
  *
  *   The table has nextpow2(capacity) words (16 counters per cached entry), the sizing of
  *   Einziger, Friedman & Manes, "TinyLFU" (2017) and of Caffeine's FrequencySketch.
- *   It grows with the cache (counts restart when it does) up to max_entries.
+ *   It grows with the cache up to max_entries, each old block copied into the blocks it
+ *   splits into, so growing changes no estimate.
  *
  * AGING
  *   After sample_size = 10 x max_entries increments every counter is halved, so the
@@ -33,30 +34,36 @@ static uint64_t nextpow2(uint64_t x) {
     return p;
 }
 
-static int alloc_table(tc_sketch *s, uint32_t capacity, uint32_t max_entries) {
-    uint64_t words = nextpow2(capacity < 8 ? 8 : capacity);
-    uint64_t *t = tc_calloc((size_t)words, sizeof(uint64_t));
-    if (t == NULL) return -1;
-    tc_free(s->table);
-    s->table = t;
+static uint64_t words_for(uint32_t capacity) { return nextpow2(capacity < 8 ? 8 : capacity); }
+
+int tc_sketch_init(tc_sketch *s, uint32_t capacity, uint32_t max_entries) {
+    memset(s, 0, sizeof(*s));
+    uint64_t words = words_for(capacity);
+    s->table = tc_calloc((size_t)words, sizeof(uint64_t));
+    if (s->table == NULL) return -1;
     s->block_mask = (words >> 3) - 1;
-    s->additions = 0;
     s->sample_size = 10ULL * (max_entries ? max_entries : 1);
     s->capacity = capacity;
     return 0;
 }
 
-int tc_sketch_init(tc_sketch *s, uint32_t capacity, uint32_t max_entries) {
-    memset(s, 0, sizeof(*s));
-    return alloc_table(s, capacity, max_entries);
-}
-
+/* Grow the table keeping every estimate: a key's block is (hash & block_mask), and the
+ * counters within a block do not depend on the mask, so new block nb inherits old block
+ * (nb & old_mask) whole. Never shrinks. */
 int tc_sketch_resize(tc_sketch *s, uint32_t capacity, uint32_t max_entries) {
-    if (nextpow2(capacity < 8 ? 8 : capacity) == (s->block_mask + 1) << 3) {
-        s->capacity = capacity;
-        return 0;
-    }
-    return alloc_table(s, capacity, max_entries);
+    uint64_t words = words_for(capacity), old_words = (s->block_mask + 1) << 3;
+    s->capacity = capacity;
+    s->sample_size = 10ULL * (max_entries ? max_entries : 1);
+    if (words <= old_words) return 0;
+    uint64_t *t = tc_malloc((size_t)words * sizeof(uint64_t));
+    if (t == NULL) return -1;
+    uint64_t old_mask = s->block_mask, new_blocks = words >> 3;
+    for (uint64_t nb = 0; nb < new_blocks; nb++)
+        memcpy(t + (nb << 3), s->table + ((nb & old_mask) << 3), 8 * sizeof(uint64_t));
+    tc_free(s->table);
+    s->table = t;
+    s->block_mask = new_blocks - 1;
+    return 0;
 }
 
 void tc_sketch_free(tc_sketch *s) {

@@ -13,10 +13,10 @@
  *
  *   The index is open addressing with linear probing over nslots uint32 slots (any
  *   size: the home slot is fastrange(hash)), deletion by backward shift, so there are
- *   no tombstones. While slab indices fit in 24 bits (max_entries < 16.7 M), a slot
- *   also carries 8 bits of the key's hash and the entry's spare field 16 more, so a
- *   probe skips non-matching slots without touching their entries, and a deletion
- *   finds a cluster member's home slot from its entry alone, never its key object. The slab grows by doubling up to max_entries and the index up to
+ *   no tombstones. While slab indices fit in 24 bits (max_entries < 16.7 M), a slot's
+ *   top byte holds 4 bits of the key's hash and its distance from its home slot (15:
+ *   "15 or more, ask the key"), so a probe compares only slots with the same home and
+ *   tag, and a deletion shifts the cluster back without touching any other entry. The slab grows by doubling up to max_entries and the index up to
  *   max_slots = max_entries / 0.7, so a full cache holds no more than it needs.
  *   An entry costs 48 bytes + 4 per index slot + 8 per sketch word: about 61 bytes at
  *   max_entries = 10^6, plus 8 bytes and its tag nodes once any entry carries a tag.
@@ -130,59 +130,88 @@ static inline uint32_t mix32(Py_hash_t h) {
     return (uint32_t)(x ^ (x >> 32));
 }
 
-/* fastrange: x (masked to the bits the index uses) scaled to [0, n) */
-static inline uint32_t home_of(const tc_store *s, uint32_t x) {
-    return (uint32_t)(((uint64_t)(x & s->home_mask) * s->nslots) >> 32);
+/* fastrange: the high bits of x choose the home slot in [0, n) */
+static inline uint32_t home_of(uint32_t n, uint32_t x) {
+    return (uint32_t)(((uint64_t)x * n) >> 32);
 }
 
-/* The slot's hash tag (tagged mode: bits 8..15 of x in the slot's top byte). */
-static inline uint32_t slot_tag(const tc_store *s, uint32_t x) {
-    return s->tagged ? (x & 0xFF00u) << 16 : 0;
+/* Tagged slots: | tag:4 | disp:4 | slab index + 1 : 24 |
+ * tag = low 4 bits of x (home uses the high bits); disp = distance from the home slot,
+ * DISP_FAR meaning "15 or more: recompute from the key". */
+#define DISP_FAR 15u
+#define S_IDX(v) ((v) & 0x00FFFFFFu)
+#define S_DISP(v) (((v) >> 24) & 0xFu)
+#define S_TAG(v) ((v) >> 28)
+
+static inline uint32_t make_slot(uint32_t x, uint32_t disp, uint32_t idx1) {
+    return ((x & 0xFu) << 28) | ((disp < DISP_FAR ? disp : DISP_FAR) << 24) | idx1;
 }
 
-/* The hash bits of the entry in slot value v that the index uses: in tagged mode from
- * the slot's tag and the entry's spare field (no access to the key object). */
-static inline uint32_t member_x(const tc_store *s, uint32_t v) {
-    const tc_entry *e = &s->slab[(v & s->idx_mask) - 1];
-    if (s->tagged) return ((uint32_t)e->spare << 16) | ((v >> 24) << 8);
-    return mix32(tc_key_hash((PyObject *)e->key));
+static inline uint32_t dist(uint32_t from, uint32_t to, uint32_t n) {
+    return to >= from ? to - from : to + n - from;
 }
 
 uint32_t tc_store_find(const tc_store *s, PyObject *key, Py_hash_t hash) {
-    uint32_t x = mix32(hash), n = s->nslots, i = home_of(s, x), v;
-    uint32_t want = slot_tag(s, x), tagmask = ~s->idx_mask;
-    while ((v = s->slots[i]) != 0) {
-        if ((v & tagmask) == want) {
-            uint32_t id = (v & s->idx_mask) - 1;
-            PyObject *k = (PyObject *)s->slab[id].key;
-            if (k == key || key_eq(k, key, hash)) return id;
+    uint32_t x = mix32(hash), n = s->nslots, i = home_of(n, x), v;
+    if (s->tagged) {
+        uint32_t tag = x & 0xFu;
+        for (uint32_t p = 0; (v = s->slots[i]) != 0; p++) {
+            uint32_t d = S_DISP(v);
+            /* only a slot with the same home (distance p from it) and tag can match */
+            if (S_TAG(v) == tag && (d == p || (d == DISP_FAR && p >= DISP_FAR))) {
+                uint32_t id = S_IDX(v) - 1;
+                PyObject *k = (PyObject *)s->slab[id].key;
+                if (k == key || key_eq(k, key, hash)) return id;
+            }
+            if (++i == n) i = 0;
         }
+        return TC_NIL;
+    }
+    while ((v = s->slots[i]) != 0) {
+        PyObject *k = (PyObject *)s->slab[v - 1].key;
+        if (k == key || key_eq(k, key, hash)) return v - 1;
         if (++i == n) i = 0;
     }
     return TC_NIL;
 }
 
 static void index_place(tc_store *s, uint32_t *slots, uint32_t x, uint32_t idx) {
-    uint32_t n = s->nslots, i = home_of(s, x);
-    while (slots[i] != 0)
+    uint32_t n = s->nslots, i = home_of(n, x), p = 0;
+    while (slots[i] != 0) {
         if (++i == n) i = 0;
-    slots[i] = slot_tag(s, x) | (idx + 1);
+        p++;
+    }
+    slots[i] = s->tagged ? make_slot(x, p, idx + 1) : idx + 1;
+}
+
+/* Home slot of the entry in slot j holding v. */
+static inline uint32_t member_home(const tc_store *s, uint32_t j, uint32_t v) {
+    if (s->tagged) {
+        uint32_t d = S_DISP(v);
+        if (d < DISP_FAR) return j >= d ? j - d : j + s->nslots - d;
+        v = S_IDX(v);
+    }
+    return home_of(s->nslots, mix32(tc_key_hash((PyObject *)s->slab[v - 1].key)));
 }
 
 static void index_remove(tc_store *s, uint32_t idx) {
-    uint32_t n = s->nslots;
-    uint32_t i = home_of(s, mix32(tc_key_hash((PyObject *)s->slab[idx].key)));
-    while ((s->slots[i] & s->idx_mask) != idx + 1)
+    uint32_t n = s->nslots, mask = s->tagged ? 0x00FFFFFFu : 0xFFFFFFFFu;
+    uint32_t i = home_of(n, mix32(tc_key_hash((PyObject *)s->slab[idx].key)));
+    while ((s->slots[i] & mask) != idx + 1)
         if (++i == n) i = 0;
     /* backward shift: pull later members of the cluster into the hole unless their
-     * home lies cyclically in (hole, j] */
+     * home lies cyclically in (hole, j]; a moved member's displacement shrinks */
     uint32_t j = i;
     for (;;) {
         if (++j == n) j = 0;
         uint32_t v = s->slots[j];
         if (v == 0) break;
-        uint32_t k = home_of(s, member_x(s, v));
+        uint32_t k = member_home(s, j, v);
         if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j)) continue;
+        if (s->tagged) {
+            uint32_t x_tag = S_TAG(v);
+            v = (x_tag << 28) | ((dist(k, i, n) < DISP_FAR ? dist(k, i, n) : DISP_FAR) << 24) | S_IDX(v);
+        }
         s->slots[i] = v;
         i = j;
     }
@@ -194,28 +223,13 @@ static int index_grow(tc_store *s) {
     if (want > s->max_slots) want = s->max_slots;
     uint32_t *slots = tc_calloc((size_t)want, sizeof(uint32_t));
     if (slots == NULL) return -1;
-    uint32_t *old = s->slots, oldn = s->nslots;
-    uint32_t *xs = NULL;
-    /* the hash bits of every member, read before nslots changes */
-    if (s->count) {
-        xs = tc_malloc((size_t)s->count * 2 * sizeof(uint32_t));
-        if (xs == NULL) {
-            tc_free(slots);
-            return -1;
-        }
-    }
-    uint32_t m = 0;
-    for (uint32_t i = 0; i < oldn; i++) {
-        if (old[i] == 0) continue;
-        xs[2 * m] = member_x(s, old[i]);
-        xs[2 * m + 1] = (old[i] & s->idx_mask) - 1;
-        m++;
-    }
+    if (s->slots != empty_slots) tc_free(s->slots);
     s->slots = slots;
     s->nslots = (uint32_t)want;
-    for (uint32_t k = 0; k < m; k++) index_place(s, slots, xs[2 * k], xs[2 * k + 1]);
-    tc_free(xs);
-    if (old != empty_slots) tc_free(old);
+    for (uint32_t i = 0; i < s->hwm; i++) {
+        tc_entry *e = &s->slab[i];
+        if (e->key) index_place(s, slots, mix32(tc_key_hash((PyObject *)e->key)), i);
+    }
     return 0;
 }
 
@@ -291,10 +305,9 @@ int tc_store_init(tc_store *s, uint32_t max_entries, uint64_t max_bytes, int64_t
     s->max_bytes = max_bytes;
     uint64_t ms = ((uint64_t)max_entries + 1) * 10 / 7 + 2;
     s->max_slots = ms > 0xFFFFFFF0u ? 0xFFFFFFF0u : (uint32_t)ms;
-    /* slab indices + 1 fit in 24 bits: the top byte of each slot carries 8 hash bits */
+    /* slab indices + 1 fit in 24 bits: the top byte of each slot carries a hash tag
+     * and the distance from the home slot */
     s->tagged = (uint64_t)max_entries + 2 <= 0x00FFFFFFu;
-    s->idx_mask = s->tagged ? 0x00FFFFFFu : 0xFFFFFFFFu;
-    s->home_mask = s->tagged ? 0xFFFFFF00u : 0xFFFFFFFFu;
     if (tc_policy_init(&s->policy, max_entries, max_entries < 8 ? max_entries : 8) < 0) return -1;
     reset_empty(s, now);
     return 0;
@@ -425,9 +438,7 @@ int tc_store_put(tc_store *s, PyObject *key, Py_hash_t hash, PyObject *value,
         e->pprev = e->pnext = TC_NIL;
         e->queue = TC_Q_NONE;
         e->flags = 0;
-        uint32_t x = mix32(hash);
-        e->spare = (uint16_t)(x >> 16);
-        index_place(s, s->slots, x, idx);
+        index_place(s, s->slots, mix32(hash), idx);
         s->count++;
         tc_policy_on_insert(&s->policy, s->slab, idx, (uint64_t)hash);
     } else {
@@ -545,10 +556,13 @@ const char *tc_store_check(const tc_store *s) {
     for (uint32_t i = 0; i < s->nslots; i++) {
         uint32_t v = s->slots[i];
         if (v == 0) continue;
-        uint32_t id = (v & s->idx_mask) - 1;
+        uint32_t id = (s->tagged ? S_IDX(v) : v) - 1;
         if (id >= s->hwm || s->slab[id].key == NULL) return "index slot names a free entry";
-        uint32_t x = mix32(tc_key_hash((PyObject *)s->slab[id].key));
-        if ((member_x(s, v) & s->home_mask) != (x & s->home_mask)) return "index hash bits differ from the key's";
+        if (s->tagged) {
+            uint32_t x = mix32(tc_key_hash((PyObject *)s->slab[id].key));
+            uint32_t d = dist(home_of(s->nslots, x), i, s->nslots);
+            if (make_slot(x, d, id + 1) != v) return "index slot's tag or displacement is wrong";
+        }
         used++;
     }
     if (used != s->count) return "index size differs from count";

@@ -56,9 +56,7 @@ typedef struct tc_store {
     uint32_t *slots;       /* index: 0 = empty, else slab index + 1         */
     uint32_t nslots;
     uint32_t max_slots;    /* nslots stops growing here (load <= 0.7 at max) */
-    uint32_t idx_mask;     /* slot bits holding slab index + 1              */
-    uint32_t home_mask;    /* hash bits that choose the home slot           */
-    int tagged;            /* slots carry 8 hash bits (see store.c)         */
+    int tagged;            /* slots carry a hash tag and displacement (store.c) */
     tc_tagset **tagsets;   /* parallel to slab; NULL until the first tag    */
     tc_tagindex tags;
     tc_wheel wheel;
