@@ -116,7 +116,13 @@ static void demote_protected(tc_policy *p, tc_entry *slab) {
 
 static void climb(tc_policy *p, tc_entry *slab) {
     uint64_t n = p->sample_hits + p->sample_misses;
-    if (n < p->sketch.sample_size) return;
+    /* samples of 1 x max_entries at first, growing to Caffeine's 10 x: the window
+     * finds its region quickly, then settles on steadier measurements */
+    uint64_t factor = 1 + p->climbs / 2;
+    if (factor > 10) factor = 10;
+    uint64_t sample = factor * (p->max_entries > 1000 ? p->max_entries : 1000);
+    if (n < sample) return;
+    p->climbs++;
     double rate = (double)p->sample_hits / (double)n;
     double change = rate - p->prev_hit_rate;
     double amount = change >= 0 ? p->step : -p->step;

@@ -22,6 +22,7 @@ typedef struct tc_policy {
     tc_sketch sketch;
     /* hill climber */
     uint64_t sample_hits, sample_misses;
+    uint64_t climbs;
     double prev_hit_rate;
     double step;
     uint64_t rng;
