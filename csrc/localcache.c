@@ -61,6 +61,10 @@ typedef struct LocalCacheObject {
 /* ---- registry of live caches (guarded by the GIL) --------------------------------- */
 
 static LocalCacheObject *registry;
+/* Set from the before-fork hook until the fork is done. Other fork hooks run after ours
+ * and may release the GIL (logging takes its lock); a bulk operation that starts in that
+ * window keeps the GIL, so none can be half done when fork() copies the process. */
+static int forking;
 
 static void registry_add(LocalCacheObject *self) {
     self->reg_prev = NULL;
@@ -76,6 +80,7 @@ static void registry_remove(LocalCacheObject *self) {
 }
 
 void tc_localcache_before_fork(void) {
+    forking = 1;
     /* A bulk operation in another thread may be changing a store without the GIL; let
      * it finish (it does not need the GIL to give the store back). None can start
      * afterwards: starting one needs the GIL, which the forking thread holds. */
@@ -83,7 +88,10 @@ void tc_localcache_before_fork(void) {
         if (tc_lock_busy(&c->lock)) tc_lock_wait_idle(&c->lock);
 }
 
+void tc_localcache_after_fork_parent(void) { forking = 0; }
+
 void tc_localcache_after_fork_child(void) {
+    forking = 0;
     for (LocalCacheObject *c = registry; c; c = c->reg_next) tc_lock_reinit(&c->lock);
 }
 
@@ -812,7 +820,7 @@ static long long run_bulk(LocalCacheObject *self, bulk_job *job) {
         PyErr_NoMemory();
         return -1;
     }
-    if (work > TC_BULK_GIL) {
+    if (work > TC_BULK_GIL && !forking) {
         tc_lock_take(&self->lock);
         Py_BEGIN_ALLOW_THREADS
         bulk_work(s, job, &t);

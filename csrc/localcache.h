@@ -12,6 +12,7 @@ int tc_localcache_init_names(void);
 
 /* Fork support over every live LocalCache in the process (called with the GIL). */
 void tc_localcache_before_fork(void);
+void tc_localcache_after_fork_parent(void);
 void tc_localcache_after_fork_child(void);
 
 /* Parse a TTL argument: None -> TC_NO_DEADLINE when allow_none, else a positive

@@ -44,7 +44,10 @@ static PyObject *before_fork(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a)) {
     Py_RETURN_NONE;
 }
 
-static PyObject *after_fork_parent(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a)) { Py_RETURN_NONE; }
+static PyObject *after_fork_parent(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a)) {
+    tc_localcache_after_fork_parent();
+    Py_RETURN_NONE;
+}
 
 static PyObject *after_fork_child(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a)) {
     tc_localcache_after_fork_child();

@@ -11,8 +11,9 @@
  *   - window: 1 % of max_entries at start, resized by a hill climber;
  *   - main = probation + protected, with protected at most 80 % of main.
  *   When the store is over a bound it asks for a victim: the last entry that left the
- *   window (the candidate) duels with probation's LRU entry, and the one the frequency
- *   sketch says is used less often is evicted. A one-off scan therefore passes through
+ *   window (the candidate) -- or the window's LRU entry when none left it -- duels with
+ *   probation's LRU entry, and the one the frequency sketch says is used less often is
+ *   evicted. A one-off scan therefore passes through
  *   the window and is rejected at the door instead of flushing the main area.
  *   Frequencies above 5 are admitted against a stronger victim with probability
  *   1/128, so an attacker cannot pin the victim by flooding colliding keys (Caffeine).
@@ -92,8 +93,27 @@ int tc_policy_init(tc_policy *p, uint32_t max_entries, uint32_t capacity) {
     return tc_sketch_init(&p->sketch, capacity, max_entries);
 }
 
-int tc_policy_reserve(tc_policy *p, uint32_t capacity) {
-    return tc_sketch_resize(&p->sketch, capacity, p->max_entries);
+typedef struct {
+    const tc_entry *slab;
+    uint32_t hwm, next;
+    tc_hash_fn hash_of;
+} live_iter;
+
+static int next_live(void *ctx, uint64_t *hash) {
+    live_iter *it = ctx;
+    while (it->next < it->hwm) {
+        const tc_entry *e = &it->slab[it->next++];
+        if (e->key) {
+            *hash = it->hash_of(e);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int tc_policy_reserve(tc_policy *p, uint32_t capacity, const tc_entry *slab, uint32_t hwm, tc_hash_fn hash_of) {
+    live_iter it = {slab, hwm, 0, hash_of};
+    return tc_sketch_resize(&p->sketch, capacity, p->max_entries, next_live, &it);
 }
 
 void tc_policy_free(tc_policy *p) { tc_sketch_free(&p->sketch); }
@@ -209,7 +229,9 @@ uint32_t tc_policy_victim(tc_policy *p, tc_entry *slab, tc_hash_fn hash_of) {
     uint32_t victim = p->q[TC_Q_PROBATION].tail;
     if (victim == TC_NIL) victim = p->q[TC_Q_PROTECTED].tail;
     if (victim == TC_NIL) return p->q[TC_Q_WINDOW].tail;
-    uint32_t cand = p->candidate;
+    /* the challenger: the entry that just left the window or, when none did (the window
+     * is below its share), the window's LRU entry; it stays where it is if it wins */
+    uint32_t cand = p->candidate != TC_NIL ? p->candidate : p->q[TC_Q_WINDOW].tail;
     p->candidate = TC_NIL;
     if (cand == TC_NIL || cand == victim) return victim;
     unsigned cf = tc_sketch_frequency(&p->sketch, hash_of(&slab[cand]));

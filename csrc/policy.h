@@ -29,7 +29,8 @@ typedef struct tc_policy {
 } tc_policy;
 
 int tc_policy_init(tc_policy *p, uint32_t max_entries, uint32_t capacity);
-int tc_policy_reserve(tc_policy *p, uint32_t capacity);
+/* Size the sketch for `capacity` entries, keeping the cached entries' frequencies. */
+int tc_policy_reserve(tc_policy *p, uint32_t capacity, const tc_entry *slab, uint32_t hwm, tc_hash_fn hash_of);
 void tc_policy_free(tc_policy *p);
 void tc_policy_reset(tc_policy *p); /* forget every entry (the store freed them) */
 void tc_policy_on_insert(tc_policy *p, tc_entry *slab, uint32_t idx, uint64_t hash);

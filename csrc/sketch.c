@@ -11,8 +11,8 @@
  *
  *   The table has nextpow2(capacity) words (16 counters per cached entry), the sizing of
  *   Einziger, Friedman & Manes, "TinyLFU" (2017) and of Caffeine's FrequencySketch.
- *   It grows with the cache up to max_entries, each old block copied into the blocks it
- *   splits into, so growing changes no estimate.
+ *   It grows with the cache up to max_entries; the cached keys' estimates are carried
+ *   into the larger table (other keys start again from zero).
  *
  * AGING
  *   After sample_size = 10 x max_entries increments every counter is halved, so the
@@ -34,6 +34,9 @@ static uint64_t nextpow2(uint64_t x) {
     return p;
 }
 
+static inline uint64_t spread(uint64_t x);
+static inline uint64_t rehash(uint64_t x);
+
 static uint64_t words_for(uint32_t capacity) { return nextpow2(capacity < 8 ? 8 : capacity); }
 
 int tc_sketch_init(tc_sketch *s, uint32_t capacity, uint32_t max_entries) {
@@ -47,22 +50,38 @@ int tc_sketch_init(tc_sketch *s, uint32_t capacity, uint32_t max_entries) {
     return 0;
 }
 
-/* Grow the table keeping every estimate: a key's block is (hash & block_mask), and the
- * counters within a block do not depend on the mask, so new block nb inherits old block
- * (nb & old_mask) whole. Never shrinks. */
-int tc_sketch_resize(tc_sketch *s, uint32_t capacity, uint32_t max_entries) {
+/* Counter positions of a hash: 4 rows, each a word index and a shift. */
+static inline uint64_t *block_of(const tc_sketch *s, uint64_t bh) {
+    return s->table + ((bh & s->block_mask) << 3);
+}
+
+/* Grow the table to `capacity`, carrying over the estimate of every hash `each` yields
+ * (the cached keys): their counters in the new table are raised to their old estimate.
+ * Keys no longer cached start again from zero, as they would after aging. O(table + n),
+ * once per doubling of the cache. Never shrinks. */
+int tc_sketch_resize(tc_sketch *s, uint32_t capacity, uint32_t max_entries, tc_hash_iter each, void *ctx) {
     uint64_t words = words_for(capacity), old_words = (s->block_mask + 1) << 3;
     s->capacity = capacity;
     s->sample_size = 10ULL * (max_entries ? max_entries : 1);
     if (words <= old_words) return 0;
-    uint64_t *t = tc_malloc((size_t)words * sizeof(uint64_t));
+    uint64_t *t = tc_calloc((size_t)words, sizeof(uint64_t));
     if (t == NULL) return -1;
-    uint64_t old_mask = s->block_mask, new_blocks = words >> 3;
-    for (uint64_t nb = 0; nb < new_blocks; nb++)
-        memcpy(t + (nb << 3), s->table + ((nb & old_mask) << 3), 8 * sizeof(uint64_t));
-    tc_free(s->table);
+    tc_sketch old = *s;
     s->table = t;
-    s->block_mask = new_blocks - 1;
+    s->block_mask = (words >> 3) - 1;
+    uint64_t hash;
+    while (each && each(ctx, &hash)) {
+        unsigned est = tc_sketch_frequency(&old, hash);
+        uint64_t bh = spread(hash), ch = rehash(bh);
+        uint64_t *block = block_of(s, bh);
+        for (int i = 0; i < 4; i++) {
+            uint64_t h = ch >> (i << 3);
+            unsigned shift = (unsigned)((h >> 1) & 15) << 2;
+            uint64_t *word = block + (h & 1) + (i << 1);
+            if (((*word >> shift) & 0xF) < est) *word = (*word & ~(0xFULL << shift)) | ((uint64_t)est << shift);
+        }
+    }
+    tc_free(old.table);
     return 0;
 }
 

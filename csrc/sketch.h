@@ -13,7 +13,9 @@ typedef struct tc_sketch {
 } tc_sketch;
 
 int tc_sketch_init(tc_sketch *s, uint32_t capacity, uint32_t max_entries);
-int tc_sketch_resize(tc_sketch *s, uint32_t capacity, uint32_t max_entries);
+/* Yields the hashes whose estimates survive a resize; returns 0 when done. */
+typedef int (*tc_hash_iter)(void *ctx, uint64_t *hash);
+int tc_sketch_resize(tc_sketch *s, uint32_t capacity, uint32_t max_entries, tc_hash_iter each, void *ctx);
 void tc_sketch_free(tc_sketch *s);
 void tc_sketch_increment(tc_sketch *s, uint64_t hash);
 unsigned tc_sketch_frequency(const tc_sketch *s, uint64_t hash);

@@ -253,7 +253,7 @@ static int slab_grow(tc_store *s) {
     }
     s->cap = cap;
     /* a larger sketch is an optimisation: on failure keep the old one */
-    (void)tc_policy_reserve(&s->policy, cap < s->max_entries ? cap : s->max_entries);
+    (void)tc_policy_reserve(&s->policy, cap < s->max_entries ? cap : s->max_entries, s->slab, s->hwm, entry_hash);
     return 0;
 }
 

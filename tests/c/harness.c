@@ -85,6 +85,13 @@ static void test_wheel(long steps) {
 
 /* ---- sketch -------------------------------------------------------------------- */
 
+static int next_hash(void *ctx, uint64_t *hash) {
+    struct { uint64_t *h; int i, n; } *it = ctx;
+    if (it->i >= it->n) return 0;
+    *hash = it->h[it->i++];
+    return 1;
+}
+
 static void test_sketch(long steps) {
     tc_sketch s;
     uint32_t cap = 64 + (uint32_t)below(4096);
@@ -111,7 +118,13 @@ static void test_sketch(long steps) {
     }
     unsigned after = tc_sketch_frequency(&s, hashes[0]);
     if (after > before / 2 + 1) FAIL("sketch: halving left %u from %u", after, before);
-    if (tc_sketch_resize(&s, cap * 4, cap * 4) < 0) FAIL("sketch: resize");
+    /* growing carries the estimates of the hashes it is given */
+    unsigned before_resize[KEYS];
+    for (int k = 0; k < KEYS; k++) before_resize[k] = tc_sketch_frequency(&s, hashes[k]);
+    struct { uint64_t *h; int i, n; } it = {hashes, 0, KEYS};
+    if (tc_sketch_resize(&s, cap * 4, cap * 4, next_hash, &it) < 0) FAIL("sketch: resize");
+    for (int k = 0; k < KEYS; k++)
+        if (tc_sketch_frequency(&s, hashes[k]) < before_resize[k]) FAIL("sketch: resize lost an estimate");
     tc_sketch_free(&s);
 }
 
