@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
@@ -72,8 +72,6 @@ class Impl:
     note: str = ""
     available: bool = True
     error: str | None = None
-    tags: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_miss(self) -> bool:
@@ -123,7 +121,6 @@ def _make_impls(local_cache: Any, local_error: str | None) -> list[Impl]:
                 note="default_ttl=3600, set(k, v)" if ttl else "",
                 available=local_cache is not None,
                 error=local_error,
-                tags=True,
             )
         )
 

@@ -14,7 +14,16 @@ import statistics
 from time import perf_counter_ns
 from typing import Any, Callable
 
-__all__ = ["CONTAINS", "SUBSCRIPT", "empty_loop_ns", "measure", "run_loop", "summarize", "timed_loop_ns"]
+__all__ = [
+    "CONTAINS",
+    "SUBSCRIPT",
+    "empty_loop_ns",
+    "empty_ns_per_key",
+    "measure",
+    "run_loop",
+    "summarize",
+    "timed_loop_ns",
+]
 
 _LOOPS: dict[int | str, Callable[..., None]] = {}
 
@@ -90,28 +99,34 @@ def empty_loop_ns(keys: list[Any], repeat: int = 5) -> int:
     return best or 0
 
 
-def summarize(samples_ns: list[int], empty_ns: int, n_ops: int) -> dict[str, float]:
-    """Per-operation ns (min and median over the repeats), empty loop subtracted."""
-    per_op = [max(0.0, (t - empty_ns) / n_ops) for t in samples_ns]
+def empty_ns_per_key(keys: list[Any]) -> float:
+    """Cost per key of ``for k in keys: pass`` (best of several runs)."""
+    return empty_loop_ns(keys) / max(len(keys), 1)
+
+
+def summarize(runs: list[tuple[int, int]], empty_per_key: float) -> dict[str, float]:
+    """Per-operation ns over timed runs given as (ns, keys), the empty loop subtracted:
+    the fastest run, the median run, how many runs and the largest run."""
+    per_op = sorted(max(0.0, ns / n - empty_per_key) for ns, n in runs)
     return {
-        "min": round(min(per_op), 2),
+        "min": round(per_op[0], 2),
         "median": round(statistics.median(per_op), 2),
         "repeats": len(per_op),
-        "ops": n_ops,
-        "empty_loop_ns_per_op": round(empty_ns / n_ops, 2),
+        "ops": max(n for _, n in runs),
+        "empty_loop_ns_per_op": round(empty_per_key, 2),
     }
 
 
 def measure(
-    run_once: Callable[[int], int],
+    run_once: Callable[[int], Any],
     warmup_s: float,
     min_runs: int,
     min_time_s: float,
     max_runs: int = 1000,
-) -> list[int]:
-    """Call ``run_once(i)`` (which returns the ns of one timed loop) for a warm-up of at
-    least one run and ``warmup_s`` seconds, then at least ``min_runs`` timed runs and
-    ``min_time_s`` seconds (at most ``max_runs``); return the timed runs' ns.
+) -> list[Any]:
+    """Call ``run_once(i)`` (which times one loop) for a warm-up of at least one run and
+    ``warmup_s`` seconds, then at least ``min_runs`` timed runs and ``min_time_s``
+    seconds (at most ``max_runs``); return what the timed runs returned.
 
     On a shared or virtual machine the CPU caches are refilled by neighbours whenever the
     process is idle or descheduled, so a single warm-up run is not enough: warming is a
@@ -124,7 +139,7 @@ def measure(
         i += 1
         if perf_counter_ns() - start >= warmup_s * 1e9:
             break
-    samples: list[int] = []
+    samples: list[Any] = []
     start = perf_counter_ns()
     while len(samples) < min_runs or (perf_counter_ns() - start < min_time_s * 1e9 and len(samples) < max_runs):
         samples.append(run_once(i))

@@ -56,7 +56,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _peers import IMPLS, TTL_SECONDS, Impl, import_local_cache, library_versions  # noqa: E402
 from _report import fmt_ns, fmt_ratio, machine_info, markdown_table, text_table  # noqa: E402
-from _timing import CONTAINS, SUBSCRIPT, empty_loop_ns, measure, run_loop, summarize, timed_loop_ns  # noqa: E402
+from _timing import (  # noqa: E402
+    CONTAINS,
+    SUBSCRIPT,
+    empty_ns_per_key,
+    measure,
+    run_loop,
+    summarize,
+    timed_loop_ns,
+)
 from _workloads import WORKLOADS, make_trace  # noqa: E402
 
 SECTIONS = ("micro", "scale", "hitratio", "memory", "tags")
@@ -142,7 +150,7 @@ class _Subject:
         self.del_fn, self.del_extra = impl.delete(self.cache) if impl.delete else (None, ())
         self.slicers: dict[str, _Slicer] = {}
         self.refilled = 0
-        self.samples: dict[str, list[int]] = {}
+        self.samples: dict[str, list[tuple[int, int]]] = {}
         self.errors: dict[str, str] = {}
 
     def supports(self, op: str) -> bool:
@@ -166,8 +174,8 @@ MIN_RUN_KEYS = 500
 class _Slicer:
     """Hands out the keys of successive timed runs.
 
-    The first run takes 1,000 keys and calibrates: later runs take as many keys as fit
-    in about RUN_NS (at most the whole list, at least MIN_RUN_KEYS). Runs walk through
+    The first runs take 1,000 keys; the second (or a first one that was very slow)
+    calibrates: later runs take as many keys as fit in about RUN_NS (at most the whole list, at least MIN_RUN_KEYS). Runs walk through
     the list slice by slice, so the working set over many runs is the whole list.
     `source` is a list (cycled) or a NewKeys (never repeats).
     """
@@ -176,7 +184,7 @@ class _Slicer:
         self.source = source
         self.cap = cap
         self.size = min(cap, 1000)
-        self.calibrated = False
+        self.runs = 0
         self.off = 0
 
     def next(self) -> list[str]:
@@ -189,10 +197,12 @@ class _Slicer:
         return keys
 
     def observe(self, ns: int, n: int) -> None:
-        if not self.calibrated:
-            self.calibrated = True
+        self.runs += 1
+        # calibrate on a warm run (the first ones fill the CPU caches), and only once
+        if self.runs == 2 or (self.runs == 1 and ns > 10 * RUN_NS):
             per_op = max(ns / max(n, 1), 1.0)
             self.size = max(min(self.cap, MIN_RUN_KEYS), min(self.cap, int(RUN_NS / per_op)))
+            self.runs = 2
 
 
 def _micro_runner(sub: _Subject, op: str, hit_keys: list[str], miss_keys: list[str], new_keys: NewKeys):
@@ -224,7 +234,7 @@ def _micro_runner(sub: _Subject, op: str, hit_keys: list[str], miss_keys: list[s
         if op in ("delete", "overwrite", "set_new"):
             impl.settle(cache)
         slicer.observe(t, len(keys))
-        return t
+        return t, len(keys)
 
     return run_once
 
@@ -284,7 +294,7 @@ def bench_micro_local_extras(cfg: argparse.Namespace, fill: list[str], hit_keys:
                     keys = slicer.next()
                     t = timed_loop_ns(fn, extra, keys)
                     slicer.observe(t, len(keys))
-                    return t
+                    return t, len(keys)
 
                 try:
                     samples.extend(measure(run_once, cfg.warmup, per_pass, cfg.min_time / cfg.passes))
@@ -292,7 +302,7 @@ def bench_micro_local_extras(cfg: argparse.Namespace, fill: list[str], hit_keys:
                     out[label] = {"error": f"{type(exc).__name__}: {exc}"}
         for label, c, fn, extra, slicer, samples in live:
             if label not in out:
-                out[label] = summarize(samples, empty_loop_ns(hit_keys[: slicer.size]), slicer.size)
+                out[label] = summarize(samples, empty_ns_per_key(hit_keys))
     finally:
         live.clear()
         gc.collect()
@@ -340,15 +350,11 @@ def section_micro(cfg: argparse.Namespace, impls: list[Impl]) -> dict:
                         continue
                     sub.samples.setdefault(op, []).extend(samples)
             log(f"  {OP_LABEL[op]:<24} {time.perf_counter() - t0:5.1f}s")
-        empties: dict[int, int] = {}
+        empty = empty_ns_per_key(hit_keys)
         for sub in subjects:
             res = results["impls"][sub.impl.name]
             for op, samples in sub.samples.items():
-                used = sub.slicers[op].size
-                keys = hit_keys[:used]
-                if used not in empties:
-                    empties[used] = empty_loop_ns(keys)
-                res[op] = summarize(samples, empties[used], used)
+                res[op] = summarize(samples, empty)
             for op, err in sub.errors.items():
                 res[op] = {"error": err}
             if "min" in res.get("get_hit", {}):
@@ -405,7 +411,7 @@ def section_scale(cfg: argparse.Namespace, impls: list[Impl]) -> dict:
                 except Exception as exc:  # noqa: BLE001
                     out["impls"][impl.name][str(n)] = {"error": f"{type(exc).__name__}: {exc}"}
             fill_s = time.perf_counter() - t0
-            samples: dict[str, list[int]] = {}
+            samples: dict[str, list[tuple[int, int]]] = {}
             slicers: dict[str, _Slicer] = {}
             failed: set[str] = set()
             for _ in range(cfg.passes):
@@ -421,7 +427,7 @@ def section_scale(cfg: argparse.Namespace, impls: list[Impl]) -> dict:
                         t = timed_loop_ns(set_fn, set_extra, keys)
                         impl.settle(cache)
                         slicer.observe(t, len(keys))
-                        return t
+                        return t, len(keys)
 
                     try:
                         samples.setdefault(impl.name, []).extend(
@@ -432,8 +438,7 @@ def section_scale(cfg: argparse.Namespace, impls: list[Impl]) -> dict:
                         failed.add(impl.name)
             for impl, cache, _, _ in live:
                 if impl.name in samples and impl.name not in failed:
-                    k = slicers[impl.name].size
-                    out["impls"][impl.name][str(n)] = summarize(samples[impl.name], empty_loop_ns(fill[:k]), k)
+                    out["impls"][impl.name][str(n)] = summarize(samples[impl.name], empty_ns_per_key(fill[:m]))
                     out["impls"][impl.name][str(n)]["len_after"] = _length(impl, cache)
         finally:
             for impl, cache, _, _ in live:
@@ -1002,7 +1007,7 @@ def render(res: dict, markdown: bool) -> str:
         h("targets (informational)")
         if markdown:
             out.append(table(["target", "result", "detail"],
-                             [[t["target"], f"**{t['status']}**", t["detail"]] for t in res["targets"]], "llll"))
+                             [[t["target"], f"**{t['status']}**", t["detail"]] for t in res["targets"]], "lll"))
         else:
             for t in res["targets"]:
                 out.append(f"{t['status']:<4}  {t['target']}: {t['detail']}")

@@ -248,6 +248,21 @@ static int compute_charge(PyObject *value, PyObject *size, uint64_t *charge) {
         *charge = (uint64_t)PyUnicode_GET_LENGTH(value);
         return 0;
     }
+    /* sys.getsizeof without the method lookup, for the common scalars whose size is
+     * their layout (tests/test_local_conformance.py checks these equal getsizeof) */
+    PyTypeObject *tp = Py_TYPE(value);
+    if (tp == &PyFloat_Type || value == Py_None) {
+        *charge = (uint64_t)tp->tp_basicsize;
+        return 0;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (tp == &PyLong_Type || tp == &PyBool_Type) {
+        Py_ssize_t digits = Py_SIZE(value) < 0 ? -Py_SIZE(value) : Py_SIZE(value);
+        if (digits == 0) digits = 1; /* zero still has one digit allocated */
+        *charge = (uint64_t)(offsetof(PyLongObject, ob_digit) + (size_t)digits * sizeof(digit));
+        return 0;
+    }
+#endif
     size_t n = _PySys_GetSizeOf(value);
     if (n == (size_t)-1 && PyErr_Occurred()) return -1;
     *charge = (uint64_t)n;

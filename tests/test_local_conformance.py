@@ -797,8 +797,9 @@ def test_the_charge_of_bytes_and_str_values_is_their_len(impl):
     assert cache.stats()["bytes"] == 5 + 11
 
 
-@pytest.mark.parametrize("value", [12345, 1.5, [1, 2, 3], {"a": 1}, (1, 2), bytearray(b"abc"), Payload()],
-                         ids=lambda v: type(v).__name__)
+@pytest.mark.parametrize("value", [12345, 0, -1, 2**62, -2**100, 10**300, True, False, None, 1.5, float("nan"),
+                                   [1, 2, 3], {"a": 1}, (1, 2), bytearray(b"abc"), Payload()],
+                         ids=lambda v: f"{type(v).__name__}:{v!r:.12}")
 def test_the_charge_of_other_values_is_sys_getsizeof(impl, value):
     cache = impl()
     cache.set("k", value)
