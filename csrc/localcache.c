@@ -798,7 +798,8 @@ static void bulk_work(tc_store *s, bulk_job *job, tc_trash *t) {
         break;
     }
     case BULK_EXPIRE:
-        job->removed = tc_store_maintain(s, tc_now(), TC_NIL, 1, t);
+        /* the exact pass was started under the GIL (run_bulk); finish it */
+        job->removed += tc_store_maintain(s, s->wheel.now, TC_NIL, 0, t);
         break;
     }
 }
@@ -818,14 +819,23 @@ static long long run_bulk(LocalCacheObject *self, bulk_job *job) {
             if (tag) work += tag->count;
         }
         break;
-    case BULK_EXPIRE:
-        work = s->wheel.count;
+    case BULK_EXPIRE: {
+        /* Expire what is due, up to TC_BULK_GIL entries under the GIL; only a larger
+         * sweep (work still pending) continues without it. */
+        tc_trash first;
+        tc_trash_init(&first);
+        job->removed = tc_store_maintain(s, tc_now(), TC_BULK_GIL, 1, &first);
+        work = tc_wheel_pending(&s->wheel) == TC_NIL ? 0 : TC_BULK_GIL + 1;
+        tc_trash_flush(&first);
+        if (work == 0) return (long long)job->removed;
+        lc_enter(self); /* the flush may have run code that started a bulk operation */
         break;
+    }
     default:
         work = s->count;
         break;
     }
-    if (work == 0 && job->kind != BULK_EXPIRE) return 0;
+    if (work == 0) return 0;
     tc_trash t;
     tc_trash_init(&t);
     /* expire grows its trash as it goes (it may stop early; reads stay exact); clear

@@ -142,17 +142,33 @@ def _fill_bulk(cache):
     cache.set_many({f"bulk:{i}": i for i in range(BULK)}, tags=["bulk"])
 
 
-def test_another_thread_makes_progress_while_a_200000_entry_tag_invalidation_runs():
-    """The invalidation releases the GIL while it unlinks entries.
+def _fill_expiring(cache):
+    cache.set_many({f"bulk:{i}": i for i in range(BULK)}, ttl=60)
+    advance_clock(61)
+
+
+# name -> (fill the cache, run the bulk operation): each removes all BULK entries
+BULK_OPERATIONS = {
+    "tag invalidation": (_fill_bulk, lambda cache: cache.invalidate_tags("bulk")),
+    "prefix invalidation": (_fill_bulk, lambda cache: cache.invalidate_prefix("bulk:")),
+    "clear": (_fill_bulk, lambda cache: cache.clear()),
+    "expiry sweep": (_fill_expiring, lambda cache: cache.expire()),
+}
+
+
+@pytest.mark.parametrize("operation", list(BULK_OPERATIONS))
+def test_another_thread_makes_progress_while_a_200000_entry_bulk_operation_runs(operation):
+    """Bulk operations release the GIL while they unlink entries.
 
     A worker thread counts in a pure-Python loop, sleeping 100 µs between increments.
     The switch interval is set far beyond the test's length, so the main thread never
     gives up the GIL on its own: the worker can only run while the main thread is
     blocked in something that released the GIL. The main thread reads the counter,
-    invalidates 200,000 entries and reads it again: if the invalidation held the GIL
+    removes 200,000 entries and reads it again: if the operation held the GIL
     throughout, the two reads are equal, always; if it released it, the worker counted
     meanwhile. Each attempt refills the cache; one attempt that shows progress suffices.
     """
+    fill, run = BULK_OPERATIONS[operation]
     cache = LocalCache(max_entries=BULK + 10)
     counter = [0]
     stop = threading.Event()
@@ -169,12 +185,12 @@ def test_another_thread_makes_progress_while_a_200000_entry_tag_invalidation_run
         sys.setswitchinterval(1000.0)
         worker.start()
         for _attempt in range(5):
-            _fill_bulk(cache)
+            fill(cache)
             started = counter[0]
             while counter[0] == started:  # the worker is alive and counting
                 time.sleep(1e-3)
             before = counter[0]
-            removed = cache.invalidate_tags("bulk")
+            removed = run(cache)
             after = counter[0]
             assert removed == BULK
             deltas.append(after - before)
@@ -184,7 +200,7 @@ def test_another_thread_makes_progress_while_a_200000_entry_tag_invalidation_run
         stop.set()
         sys.setswitchinterval(old_interval)
         worker.join()
-    assert any(deltas), f"no progress in the worker during any invalidation: {deltas}"
+    assert any(deltas), f"no progress in the worker during any {operation}: {deltas}"
     cache._selfcheck()
 
 
