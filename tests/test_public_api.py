@@ -47,7 +47,11 @@ def stub_class(name):
 
 
 def test_the_package_exports_exactly_these_names_sorted():
-    assert tieredcache.__all__ == ["LocalCache", "__version__", "testing"]
+    assert tieredcache.__all__ == [
+        "BackendError", "BackendResponseError", "BackendTimeout", "BackendUnavailable", "CacheError",
+        "CircuitOpenError", "ConfigurationError", "LocalCache", "PoolTimeout", "SerializationError",
+        "SignatureError", "TieredCache", "__version__", "register_codec", "testing",
+    ]
     assert tieredcache.__all__ == sorted(tieredcache.__all__)
     for name in tieredcache.__all__:
         assert hasattr(tieredcache, name)

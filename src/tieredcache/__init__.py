@@ -10,14 +10,49 @@ import os as _os
 from . import testing
 from ._core import LocalCache
 from ._core import _after_fork_child, _after_fork_parent, _before_fork
+from ._errors import (
+    BackendError,
+    BackendResponseError,
+    BackendTimeout,
+    BackendUnavailable,
+    CacheError,
+    CircuitOpenError,
+    ConfigurationError,
+    PoolTimeout,
+    SerializationError,
+    SignatureError,
+)
+from ._tiered import TieredCache
 
 __all__ = [
+    "BackendError",
+    "BackendResponseError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "CacheError",
+    "CircuitOpenError",
+    "ConfigurationError",
     "LocalCache",
+    "PoolTimeout",
+    "SerializationError",
+    "SignatureError",
+    "TieredCache",
     "__version__",
+    "register_codec",
     "testing",
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # the serializers load on first use (json/pickle/hmac/zlib stay out of the import)
+    if name == "register_codec":
+        from ._serializers import register_codec
+
+        return register_codec
+    raise AttributeError(f"module 'tieredcache' has no attribute {name!r}")
+
 
 # A cache used before os.fork() must work in the child: the parent waits for any bulk
 # operation that runs without the GIL to finish, and the child resets every store lock.

@@ -1,0 +1,1535 @@
+"""TieredCache: L1 (LocalCache, in process) -> L2 (Redis, shared) -> the caller's loader.
+
+Structure::
+
+    TieredCache (a namespace view) --+
+    TieredCache (another view)    ---+--> _Core: one per root cache, shared by its views
+                                           L1 LocalCache (keys "ns:key", tags "ns:tag")
+                                           RedisClient (sync pool), AsyncRedisClient per loop
+                                           CircuitBreaker, Lua scripts
+                                           listener thread: pub/sub -> L1 invalidation
+
+Redis layout (ns = escaped namespace, never containing ':')::
+
+    tc:{ns}:k:{key}    payload: version (1 byte) + expires_at_ms (8, 0 = none) + load ms (4)
+                       + length of the tags (2) + the tags (JSON list) + serializer bytes;
+                       the tags travel with the value so that a process filling its L1
+                       from Redis tags the entry and later tag invalidations reach it
+    tc:{ns}:kt:{key}   set of the tag-set keys of key
+    tc:{ns}:t:{tag}    set of the keys carrying tag (expires with its longest-lived member)
+    tc:{ns}:tg:{tag}   the tag's generation (INCR by every invalidation of the tag)
+    tc:{ns}:x:{key}    tombstone of a deleted key (60 s): refuses loads that started before
+    tc:{ns}:gen        namespace generation (INCR by prefix invalidations and clear)
+    tc:{ns}:lock:{key} cross-process loader lock
+    tc:{ns}:inv        pub/sub channel of invalidation messages
+
+Invariants: a value loaded before an invalidation is never stored after it (Redis: the
+write-back is a compare-and-set on what the miss saw: the key's value, its tombstone,
+its tags' generations and the namespace generation; L1: the same with local generation
+counters); while invalidation messages may be missed (no confirmed subscription, or the
+breaker open) L1 keeps entries at most ``degraded_l1_ttl`` seconds; an invalidation that
+could not reach Redis waits in an outbox and is applied before Redis is used again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import logging
+import math
+import os
+import random
+import struct
+import threading
+import time
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from ._breaker import CLOSED, CircuitBreaker
+from ._core import LocalCache
+from ._errors import (
+    BackendError,
+    CircuitOpenError,
+    ConfigurationError,
+    SerializationError,
+)
+
+__all__ = ["TieredCache"]
+
+log = logging.getLogger("tieredcache")
+
+_MISSING = object()
+_HEADER = struct.Struct(">BQIH")  # version, expires_at_ms, load_ms, tags length
+_VERSION = 1
+_ON_ERROR = ("ignore", "raise")
+
+# ---- Lua scripts (run atomically by Redis) -----------------------------------------------
+
+# Store KEYS[1] = ARGV[1] for ARGV[2] ms (0: no expiry), replacing its tags with the tag
+# sets KEYS[first .. first+nt-1]; KEYS[2] is the key's own set of its tag sets. A tag set
+# lives as long as its longest-lived member.
+_STORE_BODY = """
+local old = redis.call('SMEMBERS', KEYS[2])
+for _, t in ipairs(old) do redis.call('SREM', t, KEYS[1]) end
+redis.call('DEL', KEYS[2])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+for i = first, first + nt - 1 do
+  local existed = redis.call('EXISTS', KEYS[i])
+  redis.call('SADD', KEYS[i], KEYS[1])
+  redis.call('SADD', KEYS[2], KEYS[i])
+  if ttl > 0 then
+    local cur = redis.call('PTTL', KEYS[i])
+    if existed == 0 or (cur >= 0 and cur < ttl) then redis.call('PEXPIRE', KEYS[i], ttl) end
+  else
+    redis.call('PERSIST', KEYS[i])
+  end
+end
+if nt > 0 and ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+return 1
+"""
+
+# set(): KEYS key, key's tag index, tag sets...   ARGV payload, ttl ms
+_SET_LUA = "local first, nt = 3, #KEYS - 2\n" + _STORE_BODY
+
+# The write-back of a load: store only if nothing invalidated the entry since the miss.
+# KEYS key, key's tag index, namespace generation, key's tombstone, tag sets (nt),
+#      tag generations (nt)
+# ARGV payload, ttl ms, SHA-1 of the value seen at the miss ("" if none), namespace
+#      generation seen, tombstone seen ("" if none), nt, tag generations seen (nt)
+_CAS_SET_LUA = """
+local nt = tonumber(ARGV[6])
+local cur = redis.call('GET', KEYS[1])
+local seen = ''
+if cur then seen = redis.sha1hex(cur) end
+if seen ~= ARGV[3] then return 0 end
+if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[4] then return 0 end
+if (redis.call('GET', KEYS[4]) or '') ~= ARGV[5] then return 0 end
+for i = 1, nt do
+  if (redis.call('GET', KEYS[4 + nt + i]) or '0') ~= ARGV[6 + i] then return 0 end
+end
+local first = 5
+""" + _STORE_BODY
+
+# Remove keys with their tag bookkeeping; with ARGV[4] > 0 leave each a tombstone
+# "tc:{ns}:x:{key}" for that many ms, which refuses the write-back of loads that started
+# before the delete.
+# KEYS keys...   ARGV key prefix, tag-index prefix, tombstone prefix, tombstone ms, value
+# Returns how many keys were removed.
+_DELETE_LUA = """
+local n = 0
+local tomb = tonumber(ARGV[4])
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local rest = string.sub(k, #ARGV[1] + 1)
+  local kt = ARGV[2] .. rest
+  for _, t in ipairs(redis.call('SMEMBERS', kt)) do redis.call('SREM', t, k) end
+  redis.call('DEL', kt)
+  n = n + redis.call('DEL', k)
+  if tomb > 0 then redis.call('SET', ARGV[3] .. rest, ARGV[5], 'PX', tomb) end
+end
+return n
+"""
+
+# Remove every key carrying any of the tags and bump the tags' generations.
+# KEYS tag sets (n), tag generations (n)   ARGV key prefix, tag-index prefix, gen ttl ms
+_INVALIDATE_TAGS_LUA = """
+local n = 0
+local nt = #KEYS / 2
+for i = 1, nt do
+  for _, k in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    local kt = ARGV[2] .. string.sub(k, #ARGV[1] + 1)
+    for _, t in ipairs(redis.call('SMEMBERS', kt)) do
+      if t ~= KEYS[i] then redis.call('SREM', t, k) end
+    end
+    redis.call('DEL', kt)
+    n = n + redis.call('DEL', k)
+  end
+  redis.call('DEL', KEYS[i])
+  redis.call('INCR', KEYS[nt + i])
+  redis.call('PEXPIRE', KEYS[nt + i], ARGV[3])
+end
+return n
+"""
+
+_UNLOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_ALL_LUA = (_SET_LUA, _CAS_SET_LUA, _DELETE_LUA, _INVALIDATE_TAGS_LUA, _UNLOCK_LUA)
+_SHA = {lua: hashlib.sha1(lua.encode()).hexdigest() for lua in _ALL_LUA}
+
+# A deleted key keeps a tombstone this long: longer than any sane load.
+_TOMBSTONE_MS = 60_000
+# Tag generations outlive any load in flight by far, then go.
+_TAG_GEN_MS = 3_600_000
+# Local generation slots (per key / per tag, hashed): a collision only refuses a fill.
+_SLOTS = 4096
+# Invalidations remembered while Redis is unreachable; beyond, the namespace is cleared.
+_OUTBOX_MAX = 10_000
+# How many recent L1 fills from Redis remember their payload's SHA-1.
+_RECENT_FILLS = 4096
+
+
+def _remember(table: OrderedDict, key: str, value: str) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    if len(table) > _RECENT_FILLS:
+        table.popitem(last=False)
+
+
+def _escape_ns(namespace: str) -> str:
+    return namespace.replace("%", "%25").replace(":", "%3A")
+
+
+_GLOB = str.maketrans({c: "\\" + c for c in "*?[]\\"})
+
+
+def _glob_escape(text: str) -> str:
+    return text.translate(_GLOB)
+
+
+def _check_key(key: Any) -> str:
+    if type(key) is not str:
+        if isinstance(key, str):
+            return str.__str__(key)
+        raise TypeError(f"key must be str, not {type(key).__name__}")
+    return key
+
+
+def _check_tags(tags: Any) -> tuple[str, ...]:
+    if not tags:
+        return ()
+    if isinstance(tags, (str, bytes)):
+        raise TypeError(f"tags must be an iterable of str, not a single {type(tags).__name__} (use tags=[{tags!r}])")
+    out = tuple(tags)
+    for t in out:
+        if not isinstance(t, str):
+            raise TypeError(f"tags must be str, not {type(t).__name__}")
+    return out
+
+
+def _check_ttl(ttl: Any, name: str = "ttl") -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(ttl).__name__}")
+    if not (ttl > 0) or math.isinf(ttl):
+        raise ConfigurationError(f"{name} must be a positive, finite number of seconds, got {ttl!r}")
+    return float(ttl)
+
+
+class _Flight:
+    """One in-process load that concurrent callers of the same key wait for: threads on
+    the event, asyncio tasks (of any loop) on a future resolved from the leader's thread."""
+
+    __slots__ = ("event", "value", "error", "snap", "waiters", "lock")
+
+    def __init__(self, snap: tuple) -> None:
+        self.snap = snap
+        self.event = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self.lock = threading.Lock()
+
+    def finish(self, value: Any = None, error: BaseException | None = None) -> None:
+        with self.lock:
+            self.value, self.error = value, error
+            self.event.set()
+            waiters, self.waiters = self.waiters, []
+        for loop, fut in waiters:
+            try:
+                loop.call_soon_threadsafe(self._resolve, fut)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
+
+    def _resolve(self, fut: asyncio.Future) -> None:
+        if fut.done():
+            return
+        if self.error is not None:
+            fut.set_exception(self.error)
+        else:
+            fut.set_result(self.value)
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    async def wait_async(self) -> Any:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        with self.lock:
+            if not self.event.is_set():
+                self.waiters.append((loop, fut))
+            else:
+                return self.result()
+        return await fut
+
+
+class _LeaderCancelled(Exception):
+    """The task loading a key was cancelled; a waiter retries the load itself."""
+
+
+class _Namespace:
+    """Per-namespace state shared by every view on it."""
+
+    __slots__ = ("name", "ns", "l1prefix", "kprefix", "ktprefix", "tprefix", "tgprefix", "xprefix", "gen",
+                 "channel", "subscribed")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ns = _escape_ns(name)
+        self.l1prefix = self.ns + ":"
+        base = f"tc:{self.ns}:"
+        self.kprefix = base + "k:"
+        self.ktprefix = base + "kt:"
+        self.tprefix = base + "t:"
+        self.tgprefix = base + "tg:"
+        self.xprefix = base + "x:"
+        self.gen = base + "gen"
+        self.channel = base + "inv"
+        self.subscribed = threading.Event()
+
+
+_cores: weakref.WeakSet[_Core] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_cores):
+        core._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Core:
+    """Everything the views of one root cache share."""
+
+    def __init__(self, *, redis_url: str | None, max_entries: int, max_bytes: int | None,
+                 default_ttl: float | None, l1_ttl: float | None, serializer: Any,
+                 secret_key: bytes | str | None, compress_threshold: int | None, on_error: str,
+                 socket_timeout: float, connect_timeout: float, max_connections: int,
+                 pool_timeout: float, degraded_l1_ttl: float, breaker_threshold: int,
+                 breaker_cooldown: float, lock_timeout: float | None, early_refresh: float | None,
+                 enabled: bool) -> None:
+        from ._serializers import make_serializer
+
+        if on_error not in _ON_ERROR:
+            raise ConfigurationError(f"on_error must be 'ignore' or 'raise', got {on_error!r}")
+        self.l1 = LocalCache(max_entries=max_entries, max_bytes=max_bytes)
+        self.default_ttl = _check_ttl(default_ttl, "default_ttl")
+        self.l1_ttl = _check_ttl(l1_ttl, "l1_ttl")
+        self.degraded_l1_ttl = _check_ttl(degraded_l1_ttl, "degraded_l1_ttl") or 5.0
+        self.lock_timeout = _check_ttl(lock_timeout, "lock_timeout")
+        if early_refresh is not None and (isinstance(early_refresh, bool) or not isinstance(early_refresh, (int, float))
+                                          or not early_refresh > 0):
+            raise ConfigurationError(f"early_refresh must be a positive number (beta) or None, got {early_refresh!r}")
+        self.early_refresh = early_refresh
+        self.serializer = make_serializer(serializer, secret_key=secret_key, compress_threshold=compress_threshold)
+        self.raise_errors = on_error == "raise"
+        self.enabled = enabled
+        self.breaker = CircuitBreaker(threshold=breaker_threshold, cooldown=breaker_cooldown)
+        # Local generations, bumped by every invalidation this process makes or hears of:
+        # a fill of L1 checks them against a snapshot taken before its read or load.
+        self.gen_global = 0  # prefix invalidations, clear, L1 flushes
+        self.gen_tags_any = 0  # any tag invalidation (for fills whose tags come from Redis)
+        self.gen_slots = [0] * _SLOTS  # per key and per tag, hashed
+        self.flights: dict[str, _Flight] = {}
+        self.flights_lock = threading.Lock()
+        self.namespaces: dict[str, _Namespace] = {}
+        self.ns_lock = threading.Lock()
+        self.stats = {
+            "l2_hits": 0, "l2_misses": 0, "l2_errors": 0, "l2_timeouts": 0, "l2_sets": 0,
+            "l2_deletes": 0, "loads": 0, "load_errors": 0, "invalidations_sent": 0,
+            "invalidations_received": 0, "l1_flushes": 0, "stale_writes_refused": 0,
+        }
+        self.redis = None
+        self.redis_url = redis_url
+        self._client_args = dict(socket_timeout=socket_timeout, connect_timeout=connect_timeout,
+                                 max_connections=max_connections, pool_timeout=pool_timeout)
+        self.aclients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.origin = uuid.uuid4().hex
+        self.pid = os.getpid()
+        self.closed = False
+        self.listener: threading.Thread | None = None
+        self.stop_listener = threading.Event()
+        self.listener_pending: list[_Namespace] = []
+        self.listener_connected = False
+        # invalidations that could not reach Redis: applied before Redis is used again
+        self.outbox: list[tuple[TieredCache, str, tuple]] = []
+        self.outbox_lock = threading.Lock()
+        # SHA-1 of the payloads of the latest L1 fills from Redis: a "set" message about
+        # the very payload this process just read leaves its L1 entry in place
+        self.recent: OrderedDict[str, str] = OrderedDict()
+        # SHA-1 of the latest payload another process announced for a key: a fill that
+        # read exactly that payload is current even if the announcement arrived mid-read
+        self.announced: OrderedDict[str, str] = OrderedDict()
+        if redis_url is not None:
+            from ._redis import RedisClient, RedisURL
+
+            url = RedisURL.parse(redis_url)  # ConfigurationError on a bad URL
+            self.redis = RedisClient(url, client_name="tieredcache", **self._client_args)
+            self.set_script = self.redis.script(_SET_LUA)
+            self.cas_script = self.redis.script(_CAS_SET_LUA)
+            self.delete_script = self.redis.script(_DELETE_LUA)
+            self.tags_script = self.redis.script(_INVALIDATE_TAGS_LUA)
+            self.unlock_script = self.redis.script(_UNLOCK_LUA)
+        _cores.add(self)
+
+    # ---- namespaces and the listener ---------------------------------------------------
+
+    def namespace(self, name: str) -> _Namespace:
+        ns = self.namespaces.get(name)
+        if ns is not None:
+            return ns
+        with self.ns_lock:
+            ns = self.namespaces.get(name)
+            if ns is None:
+                ns = _Namespace(name)
+                self.namespaces[name] = ns
+                if self.redis is not None:
+                    self.listener_pending.append(ns)
+        self.ensure_listener()
+        return ns
+
+    def ensure_listener(self) -> None:
+        if self.redis is None or self.closed:
+            return
+        if self.pid != os.getpid():
+            self._forked()
+        if self.listener is None or not self.listener.is_alive():
+            with self.ns_lock:
+                if self.listener is None or not self.listener.is_alive():
+                    self.stop_listener = threading.Event()
+                    t = threading.Thread(target=self._listen, name="tieredcache-invalidations", daemon=True)
+                    self.listener = t
+                    t.start()
+
+    def _forked(self) -> None:
+        """In a forked child: the listener thread and the parent's identity are gone."""
+        self.pid = os.getpid()
+        self.origin = uuid.uuid4().hex
+        # invalidations may be missed until the child has subscribed: start it cold
+        self.bump_all()
+        self.l1.clear()
+        self.outbox_lock = threading.Lock()
+        self.listener = None
+        self.listener_connected = False
+        self.flights = {}
+        self.flights_lock = threading.Lock()
+        self.ns_lock = threading.Lock()
+        self.breaker.reset()
+        self.aclients = weakref.WeakKeyDictionary()
+        for ns in self.namespaces.values():
+            ns.subscribed = threading.Event()
+        self.listener_pending = list(self.namespaces.values())
+
+    def snap(self, l1key: str, l1tags: tuple[str, ...] | None = None) -> tuple:
+        """What must not change between a read or load and the L1 fill it leads to."""
+        slots = self.gen_slots
+        if l1tags is None:
+            return (self.gen_global, self.gen_tags_any, slots[hash(l1key) & (_SLOTS - 1)])
+        return (self.gen_global, slots[hash(l1key) & (_SLOTS - 1)],
+                *[slots[hash(t) & (_SLOTS - 1)] for t in l1tags])
+
+    def forget_announced(self, l1key: str) -> None:
+        self.announced.pop(l1key, None)
+
+    def bump_key(self, l1key: str) -> None:
+        self.gen_slots[hash(l1key) & (_SLOTS - 1)] += 1
+
+    def bump_tags(self, l1tags: Iterable[str]) -> None:
+        for t in l1tags:
+            self.gen_slots[hash(t) & (_SLOTS - 1)] += 1
+        self.gen_tags_any += 1
+
+    def bump_all(self) -> None:
+        self.gen_global += 1
+
+    def pipe(self, cmds: list[tuple]) -> list:
+        """One round trip; reloads the scripts once if Redis lost them; raises the first
+        error reply."""
+        replies = self.redis.pipeline(cmds)
+        if any(isinstance(r, BackendError) and str(r).startswith("NOSCRIPT") for r in replies):
+            for lua in _ALL_LUA:
+                self.redis.execute("SCRIPT", "LOAD", lua)
+            replies = self.redis.pipeline(cmds)
+        for r in replies:
+            if isinstance(r, BackendError):
+                raise r
+        return replies
+
+    async def apipe(self, cmds: list[tuple]) -> list:
+        client = self.aclient()
+        replies = await client.pipeline(cmds)
+        if any(isinstance(r, BackendError) and str(r).startswith("NOSCRIPT") for r in replies):
+            for lua in _ALL_LUA:
+                await client.execute("SCRIPT", "LOAD", lua)
+            replies = await client.pipeline(cmds)
+        for r in replies:
+            if isinstance(r, BackendError):
+                raise r
+        return replies
+
+    def filled(self, l1key: str, sha: str) -> None:
+        _remember(self.recent, l1key, sha)
+
+    def queue(self, view: TieredCache, op: str, args: tuple) -> None:
+        with self.outbox_lock:
+            if len(self.outbox) >= _OUTBOX_MAX:
+                # too much to remember: clear the namespace in Redis instead
+                self.outbox = [o for o in self.outbox if o[0]._ns is not view._ns]
+                op, args = "matching", (view._ns.kprefix + "*", "clear", [])
+            self.outbox.append((view, op, args))
+        log.debug("tieredcache: invalidation queued until Redis is back (%d waiting)", len(self.outbox))
+
+    def replay(self) -> None:
+        """Apply the queued invalidations, oldest first; BackendError if Redis fails."""
+        done = 0
+        while self.outbox:
+            view, op, args = self.outbox[0]
+            if op == "cmds":
+                self.pipe(list(args))
+            else:
+                view._delete_matching(*args)
+            with self.outbox_lock:
+                if self.outbox and self.outbox[0][0] is view and self.outbox[0][2] is args:
+                    self.outbox.pop(0)
+            done += 1
+        if done:
+            log.info("tieredcache: %d invalidation(s) made while Redis was unreachable applied", done)
+
+    def degraded(self, ns: _Namespace) -> bool:
+        return self.redis is not None and (not ns.subscribed.is_set() or self.breaker.state != CLOSED)
+
+    def flush_l1(self, why: str) -> None:
+        self.bump_all()
+        self.l1.clear()
+        self.stats["l1_flushes"] += 1
+        log.warning("tieredcache: L1 flushed: %s", why)
+
+    def _listen(self) -> None:
+        backoff = 0.05
+        was_connected = False
+        stop = self.stop_listener
+        while not stop.is_set():
+            ps = None
+            try:
+                ps = self.redis.pubsub()
+                with self.ns_lock:
+                    spaces = list(self.namespaces.values())
+                    self.listener_pending.clear()
+                ps.subscribe(*[ns.channel for ns in spaces])
+                # Messages may have been missed while the channel was down: drop what L1
+                # holds, then trust it again. (Before the first subscription L1 entries
+                # were kept only degraded_l1_ttl.)
+                if was_connected:
+                    self.flush_l1("resubscribed to invalidations")
+                for ns in spaces:
+                    ns.subscribed.set()
+                if was_connected:
+                    log.info("tieredcache: invalidation channel resubscribed")
+                was_connected = True
+                self.listener_connected = True
+                backoff = 0.05
+                while not stop.is_set():
+                    if self.listener_pending:
+                        with self.ns_lock:
+                            pending = list(self.listener_pending)
+                            self.listener_pending.clear()
+                        ps.subscribe(*[ns.channel for ns in pending])
+                        for ns in pending:
+                            ns.subscribed.set()
+                    if self.outbox:
+                        try:
+                            self.replay()
+                        except BackendError:
+                            pass  # Redis still failing; the next pass tries again
+                    msg = ps.get_message(timeout=0.1)
+                    if msg is not None:
+                        self._apply(msg[1])
+            except BackendError as exc:
+                if self.listener_connected:
+                    self.listener_connected = False
+                    for ns in list(self.namespaces.values()):
+                        ns.subscribed.clear()
+                    self.flush_l1(f"invalidation channel lost ({type(exc).__name__}: {exc}); "
+                                  f"L1 entries live at most {self.degraded_l1_ttl:g} s until it is back")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
+            except Exception:  # a bug must not kill invalidation silently
+                log.exception("tieredcache: invalidation listener failed; restarting it")
+                for ns in list(self.namespaces.values()):
+                    ns.subscribed.clear()
+                self.flush_l1("invalidation listener failed")
+                stop.wait(backoff)
+            finally:
+                if ps is not None:
+                    try:
+                        ps.close()
+                    except Exception:
+                        pass
+
+    def _apply(self, data: bytes) -> None:
+        try:
+            msg = json.loads(data)
+            if msg.get("o") == self.origin:
+                return
+            ns = self.namespaces.get(msg["n"])
+            kind, values = msg["k"], msg["v"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.debug("tieredcache: ignored a malformed invalidation message")
+            return
+        self.stats["invalidations_received"] += 1
+        if ns is None:
+            return
+        l1, p = self.l1, ns.l1prefix
+        if kind == "key":
+            for k in values:
+                self.announced.pop(p + k, None)
+                self.bump_key(p + k)
+                l1.delete(p + k)
+        elif kind == "set":
+            for k, sha in values:
+                _remember(self.announced, p + k, sha)
+                if self.recent.get(p + k) == sha:
+                    continue  # this process already holds exactly that payload
+                self.bump_key(p + k)
+                l1.delete(p + k)
+        elif kind == "tags":
+            tags = [p + t for t in values]
+            self.bump_tags(tags)
+            l1.invalidate_tags(*tags)
+        elif kind == "prefix":
+            self.bump_all()
+            for prefix in values:
+                l1.invalidate_prefix(p + prefix)
+        elif kind == "clear":
+            self.bump_all()
+            l1.invalidate_prefix(p)
+
+    def message(self, ns: _Namespace, kind: str, values: list) -> bytes:
+        return json.dumps({"o": self.origin, "n": ns.name, "k": kind, "v": values}).encode()
+
+    # ---- L2 calls through the breaker --------------------------------------------------
+
+    def l2_failed(self, exc: BaseException) -> None:
+        from ._errors import BackendTimeout
+
+        self.breaker.failure(exc)
+        self.stats["l2_errors"] += 1
+        if isinstance(exc, BackendTimeout):
+            self.stats["l2_timeouts"] += 1
+        log.debug("tieredcache: L2 call failed: %r", exc)
+
+    def l2(self, fn: Callable, *args: Any) -> Any:
+        """Call fn(*args) on Redis; _MISSING if Redis is unavailable (unless raising)."""
+        if self.pid != os.getpid():
+            self._forked()
+            self.ensure_listener()
+        if not self.breaker.allow():
+            if self.raise_errors:
+                raise CircuitOpenError("the Redis circuit breaker is open")
+            return _MISSING
+        try:
+            if self.outbox:
+                self.replay()
+            result = fn(*args)
+        except BackendError as exc:
+            self.l2_failed(exc)
+            if self.raise_errors:
+                raise
+            return _MISSING
+        self.breaker.success()
+        return result
+
+    async def al2(self, fn: Callable[..., Awaitable], *args: Any) -> Any:
+        if self.pid != os.getpid():
+            self._forked()
+            self.ensure_listener()
+        if not self.breaker.allow():
+            if self.raise_errors:
+                raise CircuitOpenError("the Redis circuit breaker is open")
+            return _MISSING
+        try:
+            if self.outbox:
+                await asyncio.to_thread(self.replay)
+            result = await fn(*args)
+        except BackendError as exc:
+            self.l2_failed(exc)
+            if self.raise_errors:
+                raise
+            return _MISSING
+        self.breaker.success()
+        return result
+
+    def aclient(self):
+        """The AsyncRedisClient of the running loop (one per loop: loop-safe)."""
+        loop = asyncio.get_running_loop()
+        client = self.aclients.get(loop)
+        if client is None:
+            from ._aioredis import AsyncRedisClient
+
+            client = AsyncRedisClient(self.redis.url, client_name="tieredcache", **self._client_args)
+            self.aclients[loop] = client
+        return client
+
+    # ---- payloads ----------------------------------------------------------------------
+
+    def encode(self, value: Any, ttl: float | None, tags: tuple[str, ...] = (), load_ms: int = 0) -> bytes:
+        expires = int((time.time() + ttl) * 1000) if ttl else 0
+        tagbytes = json.dumps(tags, separators=(",", ":")).encode() if tags else b""
+        if len(tagbytes) > 0xFFFF:
+            raise ValueError("tags of one entry must take less than 64 KiB")
+        head = _HEADER.pack(_VERSION, expires, min(load_ms, 0xFFFFFFFF), len(tagbytes))
+        return head + tagbytes + self.serializer.dumps(value)
+
+    def decode(self, payload: bytes) -> tuple[Any, float | None, int, tuple[str, ...]]:
+        """(value, seconds left or None, load ms, tags); SerializationError if corrupt."""
+        if len(payload) < _HEADER.size:
+            raise SerializationError("payload too short for its header")
+        version, expires, load_ms, ntag = _HEADER.unpack_from(payload)
+        if version != _VERSION:
+            raise SerializationError(f"unknown payload version {version}")
+        body = _HEADER.size + ntag
+        tags: tuple[str, ...] = ()
+        if ntag:
+            try:
+                tags = tuple(json.loads(payload[_HEADER.size:body]))
+            except ValueError as exc:
+                raise SerializationError(f"corrupt tags in payload: {exc}") from None
+        value = self.serializer.loads(payload[body:])
+        left = (expires / 1000.0 - time.time()) if expires else None
+        return value, left, load_ms, tags
+
+    def l1_ttl_for(self, ns: _Namespace, ttl: float | None, left: float | None = None) -> float | None:
+        """The TTL to give an L1 entry: no longer than the entry's, l1_ttl, what is left in
+        Redis, or degraded_l1_ttl while invalidations may be missed."""
+        candidates = [t for t in (ttl, self.l1_ttl, left) if t is not None]
+        if self.degraded(ns):
+            candidates.append(self.degraded_l1_ttl)
+        if not candidates:
+            return None
+        t = min(candidates)
+        return t if t > 0 else None
+
+    def close(self) -> None:
+        self.closed = True
+        self.stop_listener.set()
+        for client in list(self.aclients.values()):  # every loop's, even ended loops
+            client.close()
+        self.aclients = weakref.WeakKeyDictionary()
+        if self.listener is not None and self.listener is not threading.current_thread():
+            self.listener.join(timeout=2.0)
+        if self.redis is not None:
+            self.redis.close()
+
+
+class TieredCache:
+    """L1 (in process) in front of Redis (shared) in front of your loader.
+
+    See docs/tiered-cache.md. ``redis_url=None`` runs L1 only.
+    """
+
+    __slots__ = ("_core", "_ns", "_is_root", "__weakref__")
+
+    def __init__(self, redis_url: str | None = None, namespace: str = "default", max_entries: int = 100_000,
+                 max_bytes: int | None = None, default_ttl: float | None = 300, l1_ttl: float | None = None,
+                 serializer: Any = "json", *, secret_key: bytes | str | None = None,
+                 compress_threshold: int | None = None, on_error: str = "ignore", socket_timeout: float = 0.25,
+                 connect_timeout: float = 0.5, max_connections: int = 50, pool_timeout: float = 0.25,
+                 degraded_l1_ttl: float = 5.0, breaker_threshold: int = 5, breaker_cooldown: float = 2.0,
+                 lock_timeout: float | None = None, early_refresh: float | None = None,
+                 enabled: bool = True) -> None:
+        if not isinstance(namespace, str) or not namespace:
+            raise ConfigurationError(f"namespace must be a non-empty str, got {namespace!r}")
+        self._core = _Core(redis_url=redis_url, max_entries=max_entries, max_bytes=max_bytes,
+                           default_ttl=default_ttl, l1_ttl=l1_ttl, serializer=serializer, secret_key=secret_key,
+                           compress_threshold=compress_threshold, on_error=on_error,
+                           socket_timeout=socket_timeout, connect_timeout=connect_timeout,
+                           max_connections=max_connections, pool_timeout=pool_timeout,
+                           degraded_l1_ttl=degraded_l1_ttl, breaker_threshold=breaker_threshold,
+                           breaker_cooldown=breaker_cooldown, lock_timeout=lock_timeout,
+                           early_refresh=early_refresh, enabled=enabled)
+        self._ns = self._core.namespace(namespace)
+        self._is_root = True
+        if redis_url is not None:  # invalidations reach this process from the first call on
+            self._ns.subscribed.wait(connect_timeout)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> TieredCache:
+        """A cache configured from REDIS_URL, REDIS_SSL, REDIS_MAX_CONNECTIONS, CACHE_ENABLED,
+        CACHE_DEFAULT_TTL and CACHE_NAMESPACE; keyword arguments win."""
+        env = os.environ
+        kw: dict[str, Any] = {}
+
+        def flag(name: str) -> bool | None:
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return None
+            v = raw.strip().lower()
+            if v in ("1", "true", "yes", "on"):
+                return True
+            if v in ("0", "false", "no", "off"):
+                return False
+            raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+        url = env.get("REDIS_URL") or None
+        ssl = flag("REDIS_SSL")
+        if url:
+            from ._redis import RedisURL
+
+            if ssl and url.startswith("redis://"):
+                url = "rediss://" + url[len("redis://"):]
+            try:
+                RedisURL.parse(url)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"REDIS_URL: {exc}") from None
+        kw["redis_url"] = url
+        if env.get("REDIS_MAX_CONNECTIONS"):
+            raw = env["REDIS_MAX_CONNECTIONS"]
+            try:
+                kw["max_connections"] = int(raw)
+                if kw["max_connections"] < 1:
+                    raise ValueError
+            except ValueError:
+                raise ConfigurationError(f"REDIS_MAX_CONNECTIONS must be a positive integer, got {raw!r}") from None
+        enabled = flag("CACHE_ENABLED")
+        if enabled is not None:
+            kw["enabled"] = enabled
+        if env.get("CACHE_DEFAULT_TTL"):
+            raw = env["CACHE_DEFAULT_TTL"]
+            try:
+                ttl = float(raw)
+                if not ttl > 0 or math.isinf(ttl):
+                    raise ValueError
+            except ValueError:
+                raise ConfigurationError(f"CACHE_DEFAULT_TTL must be a positive number of seconds, got {raw!r}") from None
+            kw["default_ttl"] = ttl
+        if env.get("CACHE_NAMESPACE"):
+            kw["namespace"] = env["CACHE_NAMESPACE"]
+        kw.update(overrides)
+        return cls(**kw)
+
+    def namespace(self, name: str) -> TieredCache:
+        """A view on the sub-namespace "{namespace}/{name}" sharing L1 bounds and connections."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        view = object.__new__(TieredCache)
+        view._core = self._core
+        view._ns = self._core.namespace(f"{self._ns.name}/{name}")
+        view._is_root = False
+        core = self._core
+        if core.redis is not None and core.listener_connected:
+            view._ns.subscribed.wait(core._client_args["connect_timeout"])
+        return view
+
+    @property
+    def name(self) -> str:
+        return self._ns.name
+
+    def redis_key(self, key: str) -> str:
+        return self._ns.kprefix + _check_key(key)
+
+    def __repr__(self) -> str:
+        where = self._core.redis.url.redacted() if self._core.redis is not None else "L1 only"
+        return f"<TieredCache namespace={self._ns.name!r} {where}>"
+
+    # ---- helpers (shared by the sync and async twins) -----------------------------------
+
+    def _ttl(self, ttl: Any) -> float | None:
+        return self._core.default_ttl if ttl is None else _check_ttl(ttl)
+
+    def _l1tags(self, tags: tuple[str, ...]) -> tuple[str, ...]:
+        p = self._ns.l1prefix
+        return tuple(p + t for t in tags)
+
+    def _l1_store(self, key: str, value: Any, ttl: float | None, tags: tuple[str, ...],
+                  left: float | None = None, snap: tuple | None = None,
+                  snap_tags: tuple[str, ...] | None = None, sha: str | None = None) -> None:
+        """Fill L1, unless an invalidation happened since `snap` was taken (a fill that
+        read the payload another process just announced is not outdated by it)."""
+        core, ns = self._core, self._ns
+        l1key = ns.l1prefix + key
+        if snap is not None:
+            now = core.snap(l1key, snap_tags)
+            if snap != now and not (snap_tags is None and sha is not None and snap[:2] == now[:2]
+                                    and core.announced.get(l1key) == sha):
+                core.stats["stale_writes_refused"] += 1
+                return
+        if left is not None and left <= 0:
+            return
+        core.l1.set(l1key, value, ttl=core.l1_ttl_for(ns, ttl, left), tags=self._l1tags(tags))
+
+    def _decode(self, payload: Any) -> Any:
+        """(value, left, load_ms, tags), or _MISSING for none, a tombstone or a payload
+        that does not decode."""
+        if payload is None or payload is _MISSING:
+            return _MISSING
+        try:
+            return self._core.decode(payload)
+        except SerializationError as exc:
+            log.warning("tieredcache: undecodable payload in Redis treated as a miss: %s", exc)
+            if self._core.raise_errors:
+                raise
+            return _MISSING
+
+    def _early(self, left: float | None, load_ms: int) -> bool:
+        """XFetch: should this caller refresh a hit that is close to expiring?"""
+        beta = self._core.early_refresh
+        if beta is None or left is None or load_ms <= 0:
+            return False
+        return -load_ms / 1000.0 * beta * math.log(1.0 - random.random()) >= left
+
+    def _evalsha(self, script_lua: str, keys: list, args: list) -> tuple:
+        return ("EVALSHA", _SHA[script_lua], len(keys), *keys, *args)
+
+    def _set_cmds(self, items: list[tuple[str, Any]], ttl: float | None, tags: tuple[str, ...]) -> list[tuple]:
+        """The SETs of items and the message announcing them (with each payload's SHA-1)."""
+        ns, core = self._ns, self._core
+        cmds, announced = [], []
+        ttl_ms = int(ttl * 1000) if ttl else 0
+        tagkeys = [ns.tprefix + t for t in tags]
+        for key, value in items:
+            payload = core.encode(value, ttl, tags)
+            cmds.append(self._evalsha(_SET_LUA, [ns.kprefix + key, ns.ktprefix + key, *tagkeys], [payload, ttl_ms]))
+            announced.append([key, hashlib.sha1(payload).hexdigest()])
+        cmds.append(self._publish_cmd("set", announced))
+        return cmds
+
+    def _publish_cmd(self, kind: str, values: list) -> tuple:
+        return ("PUBLISH", self._ns.channel, self._core.message(self._ns, kind, values))
+
+    def _miss_cmds(self, key: str, tags: tuple[str, ...]) -> list[tuple]:
+        ns = self._ns
+        return ([("GET", ns.kprefix + key), ("GET", ns.gen), ("GET", ns.xprefix + key)]
+                + [("GET", ns.tgprefix + t) for t in tags])
+
+    def _cas_cmd(self, key: str, value: Any, ttl: float | None, tags: tuple[str, ...], seen: list,
+                 load_ms: int) -> tuple:
+        """The write-back of a load, refused by Redis if anything invalidated it since the
+        miss (`seen`: the replies of _miss_cmds)."""
+        ns, core = self._ns, self._core
+        payload, gen, tomb, tag_gens = seen[0], seen[1], seen[2], seen[3:]
+        keys = ([ns.kprefix + key, ns.ktprefix + key, ns.gen, ns.xprefix + key] + [ns.tprefix + t for t in tags]
+                + [ns.tgprefix + t for t in tags])
+        seen_sha = hashlib.sha1(payload).hexdigest() if payload is not None else ""
+        args = [core.encode(value, ttl, tags, load_ms), int(ttl * 1000) if ttl else 0, seen_sha,
+                gen if gen is not None else b"0", tomb if tomb is not None else b"",
+                len(tags)] + [g if g is not None else b"0" for g in tag_gens]
+        return self._evalsha(_CAS_SET_LUA, keys, args)
+
+    def _delete_cmd(self, keys: list[str], tombstone: bool) -> tuple:
+        ns = self._ns
+        return self._evalsha(_DELETE_LUA, keys, [ns.kprefix, ns.ktprefix, ns.xprefix,
+                                                 _TOMBSTONE_MS if tombstone else 0, os.urandom(8).hex()])
+
+    def _tags_cmd(self, tags: tuple[str, ...]) -> tuple:
+        ns = self._ns
+        keys = [ns.tprefix + t for t in tags] + [ns.tgprefix + t for t in tags]
+        return self._evalsha(_INVALIDATE_TAGS_LUA, keys, [ns.kprefix, ns.ktprefix, _TAG_GEN_MS])
+
+    def _send(self, cmds: list[tuple], fallback: list[tuple] | None = None) -> Any:
+        """Send invalidating commands; if Redis cannot take them now, queue them (or the
+        fallback: a set is replayed as a delete, never as an old value)."""
+        core = self._core
+        try:
+            r = core.l2(core.pipe, cmds)
+        except BackendError:
+            core.queue(self, "cmds", tuple(fallback or cmds))
+            raise
+        if r is _MISSING:
+            core.queue(self, "cmds", tuple(fallback or cmds))
+        return r
+
+    async def _asend(self, cmds: list[tuple], fallback: list[tuple] | None = None) -> Any:
+        core = self._core
+        try:
+            r = await core.al2(core.apipe, cmds)
+        except BackendError:
+            core.queue(self, "cmds", tuple(fallback or cmds))
+            raise
+        if r is _MISSING:
+            core.queue(self, "cmds", tuple(fallback or cmds))
+        return r
+
+    def _forget(self, keys: list[str]) -> list[tuple]:
+        """What replaces a failed set of keys: their deletion, announced."""
+        return [self._delete_cmd([self._ns.kprefix + k for k in keys], tombstone=True),
+                self._publish_cmd("key", keys)]
+
+    def _flight(self, fkey: str, snap: tuple) -> tuple[_Flight, bool]:
+        """Join the load of fkey in flight, unless an invalidation outdated it; else lead."""
+        core = self._core
+        with core.flights_lock:
+            flight = core.flights.get(fkey)
+            if flight is not None and flight.snap == snap:
+                return flight, False
+            flight = core.flights[fkey] = _Flight(snap)
+            return flight, True
+
+    def _begin_invalidation(self, kind: str, values: list) -> int:
+        """Drop the entries from this process's L1 (before the Redis step; _end_... drops
+        them again after it, so a read racing the invalidation cannot refill them)."""
+        core, ns = self._core, self._ns
+        l1, p = core.l1, ns.l1prefix
+        if kind == "key":
+            n = 0
+            for k in values:
+                core.forget_announced(p + k)
+                core.bump_key(p + k)
+                n += l1.delete(p + k)
+            return n
+        if kind == "tags":
+            tags = self._l1tags(tuple(values))
+            core.bump_tags(tags)
+            return l1.invalidate_tags(*tags)
+        core.bump_all()
+        if kind == "prefix":
+            return sum(l1.invalidate_prefix(p + v) for v in values)
+        return l1.invalidate_prefix(p)
+
+    # ---- sync API ----------------------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        key = _check_key(key)
+        core = self._core
+        if not core.enabled:
+            return default
+        l1key = self._ns.l1prefix + key
+        value = core.l1.get(l1key, _MISSING)
+        if value is not _MISSING:
+            return value
+        if core.redis is None:
+            return default
+        snap = core.snap(l1key)
+        rkey = self._ns.kprefix + key
+        return self._filled(key, core.l2(core.pipe, [("GET", rkey), ("PTTL", rkey)]), snap, default)
+
+    def _filled(self, key: str, replies: Any, snap: tuple, default: Any) -> Any:
+        """The value of a GET + PTTL, filling L1 for no longer than Redis keeps it."""
+        core = self._core
+        got = self._decode(replies[0]) if replies is not _MISSING else _MISSING
+        if got is _MISSING:
+            core.stats["l2_misses"] += 1
+            return default
+        core.stats["l2_hits"] += 1
+        pttl = replies[1]
+        left = pttl / 1000.0 if isinstance(pttl, int) and pttl > 0 else got[1]
+        sha = hashlib.sha1(replies[0]).hexdigest()
+        core.filled(self._ns.l1prefix + key, sha)
+        self._l1_store(key, got[0], None, got[3], left, snap, None, sha)
+        return got[0]
+
+    def set(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> None:
+        key = _check_key(key)
+        tags = _check_tags(tags)
+        ttl = self._ttl(ttl)
+        core = self._core
+        if not core.enabled:
+            return
+        core.forget_announced(self._ns.l1prefix + key)
+        core.bump_key(self._ns.l1prefix + key)  # loads of the old value must not land
+        if core.redis is not None:
+            if self._send(self._set_cmds([(key, value)], ttl, tags), self._forget([key])) is not _MISSING:
+                core.stats["l2_sets"] += 1
+                core.stats["invalidations_sent"] += 1
+        self._l1_store(key, value, ttl, tags)
+
+    def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, tags: Iterable[str] = ()) -> None:
+        tags = _check_tags(tags)
+        ttl = self._ttl(ttl)
+        items = [(_check_key(k), v) for k, v in mapping.items()]
+        core = self._core
+        if not core.enabled or not items:
+            return
+        for k, _ in items:
+            core.forget_announced(self._ns.l1prefix + k)
+            core.bump_key(self._ns.l1prefix + k)
+        if core.redis is not None:
+            if self._send(self._set_cmds(items, ttl, tags), self._forget([k for k, _ in items])) is not _MISSING:
+                core.stats["l2_sets"] += len(items)
+                core.stats["invalidations_sent"] += 1
+        for k, v in items:
+            self._l1_store(k, v, ttl, tags)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = [_check_key(k) for k in keys]
+        core, ns = self._core, self._ns
+        out: dict[str, Any] = {}
+        if not core.enabled:
+            return out
+        missing = []
+        for k in keys:
+            v = core.l1.get(ns.l1prefix + k, _MISSING)
+            if v is _MISSING:
+                missing.append(k)
+            else:
+                out[k] = v
+        if missing and core.redis is not None:
+            snaps = [core.snap(ns.l1prefix + k) for k in missing]
+            payloads = core.l2(core.redis.execute, "MGET", *[ns.kprefix + k for k in missing])
+            if payloads is not _MISSING:
+                self._fill_many(missing, payloads, snaps, out)
+        return out
+
+    def _fill_many(self, missing: list[str], payloads: list, snaps: list, out: dict) -> None:
+        core = self._core
+        for k, payload, snap in zip(missing, payloads, snaps):
+            got = self._decode(payload)
+            if got is _MISSING:
+                core.stats["l2_misses"] += 1
+                continue
+            core.stats["l2_hits"] += 1
+            out[k] = got[0]
+            sha = hashlib.sha1(payload).hexdigest()
+            core.filled(self._ns.l1prefix + k, sha)
+            self._l1_store(k, got[0], None, got[3], got[1], snap, None, sha)
+
+    def delete(self, key: str) -> bool:
+        key = _check_key(key)
+        core = self._core
+        if not core.enabled:
+            return False
+        found = bool(self._begin_invalidation("key", [key]))
+        if core.redis is not None:
+            replies = self._send(self._forget([key]))
+            if replies is not _MISSING:
+                core.stats["l2_deletes"] += 1
+                core.stats["invalidations_sent"] += 1
+                found = found or bool(replies[0])
+            self._begin_invalidation("key", [key])
+        return found
+
+    def invalidate_tags(self, *tags: str) -> int:
+        tags = _check_tags(tags)
+        core = self._core
+        if not core.enabled or not tags:
+            return 0
+        n = self._begin_invalidation("tags", list(tags))
+        if core.redis is not None:
+            replies = self._send([self._tags_cmd(tags), self._publish_cmd("tags", list(tags))])
+            if replies is not _MISSING:
+                n = int(replies[0])
+                core.stats["invalidations_sent"] += 1
+            self._begin_invalidation("tags", list(tags))
+        return n
+
+    def invalidate_prefix(self, prefix: str) -> int:
+        prefix = _check_key(prefix)
+        return self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*")
+
+    def clear(self) -> int:
+        return self._invalidate_matching("clear", [], self._ns.kprefix + "*")
+
+    def _invalidate_matching(self, kind: str, values: list, pattern: str) -> int:
+        core = self._core
+        if not core.enabled:
+            return 0
+        n = self._begin_invalidation(kind, values)
+        if core.redis is not None:
+            try:
+                r = core.l2(self._delete_matching, pattern, kind, values)
+            except BackendError:
+                core.queue(self, "matching", (pattern, kind, values))
+                raise
+            if r is _MISSING:
+                core.queue(self, "matching", (pattern, kind, values))
+            else:
+                n = r
+                core.stats["invalidations_sent"] += 1
+            self._begin_invalidation(kind, values)
+        return n
+
+    def _delete_matching(self, pattern: str, kind: str, values: list) -> int:
+        """SCAN the namespace for pattern and delete in batches: O(keyspace), not atomic;
+        the namespace generation, bumped before and after, refuses loads in flight."""
+        core, ns = self._core, self._ns
+        core.redis.execute("INCR", ns.gen)
+        cursor, n = b"0", 0
+        while True:
+            cursor, keys = core.redis.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            if keys:
+                n += int(core.pipe([self._delete_cmd(list(keys), tombstone=False)])[0])
+            if cursor in (b"0", 0, "0"):
+                break
+        core.pipe([("INCR", ns.gen), self._publish_cmd(kind, values)])
+        return n
+
+    def get_or_set(self, key: str, loader: Callable[[], Any], ttl: float | None = None,
+                   tags: Iterable[str] = ()) -> Any:
+        key = _check_key(key)
+        tags = _check_tags(tags)
+        ttl = self._ttl(ttl)
+        core, ns = self._core, self._ns
+        if not core.enabled:
+            return loader()
+        fkey = ns.l1prefix + key
+        value = core.l1.get(fkey, _MISSING)
+        if value is not _MISSING:
+            return value
+        snap_tags = self._l1tags(tags)
+        while True:
+            snap = core.snap(fkey, snap_tags)
+            flight, leader = self._flight(fkey, snap)
+            if leader:
+                break
+            flight.event.wait()
+            if not isinstance(flight.error, _LeaderCancelled):
+                return flight.result()
+        try:
+            value = self._load(key, loader, ttl, tags, snap, snap_tags)
+        except BaseException as exc:
+            flight.finish(error=exc)
+            raise
+        else:
+            flight.finish(value=value)
+            return value
+        finally:
+            with core.flights_lock:
+                if core.flights.get(fkey) is flight:
+                    del core.flights[fkey]
+
+    def _load(self, key: str, loader: Callable[[], Any], ttl: float | None, tags: tuple[str, ...],
+              snap: tuple, snap_tags: tuple[str, ...]) -> Any:
+        core, ns = self._core, self._ns
+        seen = None
+        if core.redis is not None:
+            seen = core.l2(core.pipe, self._miss_cmds(key, tags))
+            if seen is _MISSING:
+                seen = None
+            else:
+                got = self._decode(seen[0])
+                if got is not _MISSING and not self._early(got[1], got[2]):
+                    core.stats["l2_hits"] += 1
+                    core.filled(ns.l1prefix + key, hashlib.sha1(seen[0]).hexdigest())
+                    self._l1_store(key, got[0], ttl, got[3], got[1], snap, snap_tags)
+                    return got[0]
+                core.stats["l2_misses"] += 1
+                if core.lock_timeout is not None and got is _MISSING:
+                    found = self._wait_for_other_loader(key)
+                    if found is not _MISSING:
+                        self._l1_store(key, found[0], ttl, found[3], found[1], snap, snap_tags)
+                        return found[0]
+        start = time.perf_counter()
+        core.stats["loads"] += 1
+        try:
+            value = loader()
+        except BaseException:
+            core.stats["load_errors"] += 1
+            raise
+        load_ms = int((time.perf_counter() - start) * 1000)
+        if seen is not None:
+            r = core.l2(core.pipe, [self._cas_cmd(key, value, ttl, tags, seen, load_ms)])
+            if core.lock_timeout is not None:
+                core.l2(core.unlock_script, [self._lock_key(key)], [core.origin])
+            if r is not _MISSING:
+                if r[0] == 0:  # invalidated while loading: the caller gets it, nobody else
+                    core.stats["stale_writes_refused"] += 1
+                    return value
+                core.stats["l2_sets"] += 1
+        self._l1_store(key, value, ttl, tags, None, snap, snap_tags)
+        return value
+
+    def _lock_key(self, key: str) -> str:
+        return f"tc:{self._ns.ns}:lock:{key}"
+
+    def _wait_for_other_loader(self, key: str) -> Any:
+        """Cross-process stampede lock: _MISSING means "load it yourself"."""
+        core = self._core
+        ms = int(core.lock_timeout * 1000)
+        got = core.l2(core.redis.execute, "SET", self._lock_key(key), core.origin, "NX", "PX", ms)
+        if got is _MISSING or got is not None:
+            return _MISSING  # we hold the lock (or Redis is gone): load
+        deadline = time.monotonic() + core.lock_timeout
+        pause = 0.005
+        while time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            got = self._decode(core.l2(core.redis.execute, "GET", self._ns.kprefix + key))
+            if got is not _MISSING:
+                core.stats["l2_hits"] += 1
+                return got
+        return _MISSING
+
+    # ---- async API ---------------------------------------------------------------------
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        key = _check_key(key)
+        core = self._core
+        if not core.enabled:
+            return default
+        l1key = self._ns.l1prefix + key
+        value = core.l1.get(l1key, _MISSING)
+        if value is not _MISSING:
+            return value
+        if core.redis is None:
+            return default
+        snap = core.snap(l1key)
+        rkey = self._ns.kprefix + key
+        return self._filled(key, await core.al2(core.apipe, [("GET", rkey), ("PTTL", rkey)]), snap, default)
+
+    async def aset(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> None:
+        key = _check_key(key)
+        tags = _check_tags(tags)
+        ttl = self._ttl(ttl)
+        core = self._core
+        if not core.enabled:
+            return
+        core.forget_announced(self._ns.l1prefix + key)
+        core.bump_key(self._ns.l1prefix + key)
+        if core.redis is not None:
+            if await self._asend(self._set_cmds([(key, value)], ttl, tags), self._forget([key])) is not _MISSING:
+                core.stats["l2_sets"] += 1
+                core.stats["invalidations_sent"] += 1
+        self._l1_store(key, value, ttl, tags)
+
+    async def aset_many(self, mapping: Mapping[str, Any], ttl: float | None = None, tags: Iterable[str] = ()) -> None:
+        tags = _check_tags(tags)
+        ttl = self._ttl(ttl)
+        items = [(_check_key(k), v) for k, v in mapping.items()]
+        core = self._core
+        if not core.enabled or not items:
+            return
+        for k, _ in items:
+            core.forget_announced(self._ns.l1prefix + k)
+            core.bump_key(self._ns.l1prefix + k)
+        if core.redis is not None:
+            if await self._asend(self._set_cmds(items, ttl, tags), self._forget([k for k, _ in items])) is not _MISSING:
+                core.stats["l2_sets"] += len(items)
+                core.stats["invalidations_sent"] += 1
+        for k, v in items:
+            self._l1_store(k, v, ttl, tags)
+
+    async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        keys = [_check_key(k) for k in keys]
+        core, ns = self._core, self._ns
+        out: dict[str, Any] = {}
+        if not core.enabled:
+            return out
+        missing = []
+        for k in keys:
+            v = core.l1.get(ns.l1prefix + k, _MISSING)
+            if v is _MISSING:
+                missing.append(k)
+            else:
+                out[k] = v
+        if missing and core.redis is not None:
+            snaps = [core.snap(ns.l1prefix + k) for k in missing]
+            payloads = await core.al2(core.aclient().execute, "MGET", *[ns.kprefix + k for k in missing])
+            if payloads is not _MISSING:
+                self._fill_many(missing, payloads, snaps, out)
+        return out
+
+    async def adelete(self, key: str) -> bool:
+        key = _check_key(key)
+        core = self._core
+        if not core.enabled:
+            return False
+        found = bool(self._begin_invalidation("key", [key]))
+        if core.redis is not None:
+            replies = await self._asend(self._forget([key]))
+            if replies is not _MISSING:
+                core.stats["l2_deletes"] += 1
+                core.stats["invalidations_sent"] += 1
+                found = found or bool(replies[0])
+            self._begin_invalidation("key", [key])
+        return found
+
+    async def ainvalidate_tags(self, *tags: str) -> int:
+        tags = _check_tags(tags)
+        core = self._core
+        if not core.enabled or not tags:
+            return 0
+        n = self._begin_invalidation("tags", list(tags))
+        if core.redis is not None:
+            replies = await self._asend([self._tags_cmd(tags), self._publish_cmd("tags", list(tags))])
+            if replies is not _MISSING:
+                n = int(replies[0])
+                core.stats["invalidations_sent"] += 1
+            self._begin_invalidation("tags", list(tags))
+        return n
+
+    async def ainvalidate_prefix(self, prefix: str) -> int:
+        prefix = _check_key(prefix)
+        return await self._ainvalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*")
+
+    async def aclear(self) -> int:
+        return await self._ainvalidate_matching("clear", [], self._ns.kprefix + "*")
+
+    async def _ainvalidate_matching(self, kind: str, values: list, pattern: str) -> int:
+        core = self._core
+        if not core.enabled:
+            return 0
+        n = self._begin_invalidation(kind, values)
+        if core.redis is not None:
+            try:
+                r = await core.al2(self._adelete_matching, pattern, kind, values)
+            except BackendError:
+                core.queue(self, "matching", (pattern, kind, values))
+                raise
+            if r is _MISSING:
+                core.queue(self, "matching", (pattern, kind, values))
+            else:
+                n = r
+                core.stats["invalidations_sent"] += 1
+            self._begin_invalidation(kind, values)
+        return n
+
+    async def _adelete_matching(self, pattern: str, kind: str, values: list) -> int:
+        core, ns = self._core, self._ns
+        client = core.aclient()
+        await client.execute("INCR", ns.gen)
+        cursor, n = b"0", 0
+        while True:
+            cursor, keys = await client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            if keys:
+                n += int((await core.apipe([self._delete_cmd(list(keys), tombstone=False)]))[0])
+            if cursor in (b"0", 0, "0"):
+                break
+        await core.apipe([("INCR", ns.gen), self._publish_cmd(kind, values)])
+        return n
+
+    async def aget_or_set(self, key: str, loader: Callable[[], Any], ttl: float | None = None,
+                          tags: Iterable[str] = ()) -> Any:
+        key = _check_key(key)
+        tags = _check_tags(tags)
+        ttl = self._ttl(ttl)
+        core, ns = self._core, self._ns
+        if not core.enabled:
+            return await self._acall(loader)
+        fkey = ns.l1prefix + key
+        value = core.l1.get(fkey, _MISSING)
+        if value is not _MISSING:
+            return value
+        snap_tags = self._l1tags(tags)
+        while True:
+            snap = core.snap(fkey, snap_tags)
+            flight, leader = self._flight(fkey, snap)
+            if leader:
+                break
+            try:
+                return await flight.wait_async()
+            except _LeaderCancelled:
+                continue  # the loading task was cancelled: load it here instead
+        try:
+            value = await self._aload(key, loader, ttl, tags, snap, snap_tags)
+        except asyncio.CancelledError:
+            flight.finish(error=_LeaderCancelled())  # waiters take over, not fail
+            raise
+        except BaseException as exc:
+            flight.finish(error=exc)
+            raise
+        else:
+            flight.finish(value=value)
+            return value
+        finally:
+            with core.flights_lock:
+                if core.flights.get(fkey) is flight:
+                    del core.flights[fkey]
+
+    @staticmethod
+    async def _acall(loader: Callable[[], Any]) -> Any:
+        if inspect.iscoroutinefunction(loader):
+            return await loader()
+        result = await asyncio.to_thread(loader)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _aload(self, key: str, loader: Callable[[], Any], ttl: float | None, tags: tuple[str, ...],
+                     snap: tuple, snap_tags: tuple[str, ...]) -> Any:
+        core = self._core
+        seen = None
+        if core.redis is not None:
+            seen = await core.al2(core.apipe, self._miss_cmds(key, tags))
+            if seen is _MISSING:
+                seen = None
+            else:
+                got = self._decode(seen[0])
+                if got is not _MISSING and not self._early(got[1], got[2]):
+                    core.stats["l2_hits"] += 1
+                    core.filled(self._ns.l1prefix + key, hashlib.sha1(seen[0]).hexdigest())
+                    self._l1_store(key, got[0], ttl, got[3], got[1], snap, snap_tags)
+                    return got[0]
+                core.stats["l2_misses"] += 1
+        start = time.perf_counter()
+        core.stats["loads"] += 1
+        try:
+            value = await self._acall(loader)
+        except BaseException:
+            core.stats["load_errors"] += 1
+            raise
+        load_ms = int((time.perf_counter() - start) * 1000)
+        if seen is not None:
+            r = await core.al2(core.apipe, [self._cas_cmd(key, value, ttl, tags, seen, load_ms)])
+            if r is not _MISSING:
+                if r[0] == 0:
+                    core.stats["stale_writes_refused"] += 1
+                    return value
+                core.stats["l2_sets"] += 1
+        self._l1_store(key, value, ttl, tags, None, snap, snap_tags)
+        return value
+
+    # ---- lifecycle and statistics ----------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        core = self._core
+        s = core.stats
+        return {
+            "namespace": self._ns.name,
+            "l1": core.l1.stats(),
+            "l2": {
+                "enabled": core.redis is not None,
+                "hits": s["l2_hits"], "misses": s["l2_misses"], "errors": s["l2_errors"],
+                "timeouts": s["l2_timeouts"], "sets": s["l2_sets"], "deletes": s["l2_deletes"],
+                "breaker": core.breaker.state, "breaker_transitions": core.breaker.transitions,
+                "connected": core.listener_connected,
+            },
+            "loads": s["loads"], "load_errors": s["load_errors"],
+            "invalidations_sent": s["invalidations_sent"],
+            "invalidations_received": s["invalidations_received"],
+            "l1_flushes": s["l1_flushes"], "stale_writes_refused": s["stale_writes_refused"],
+        }
+
+    def close(self) -> None:
+        """Stop the invalidation listener and close connections (views: no-op)."""
+        if self._is_root:
+            self._core.close()
+
+    async def aclose(self) -> None:
+        core = self._core
+        if not self._is_root:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        client = core.aclients.pop(loop, None) if loop is not None else None
+        if client is not None:
+            await client.aclose()
+        await asyncio.to_thread(core.close)
+
+    def __enter__(self) -> TieredCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> TieredCache:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
