@@ -104,7 +104,7 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 endef
 
-.PHONY: help venv build test demo asan-build asan-test bench deps clean distclean FORCE
+.PHONY: help venv build test demo asan-build asan-test bench bench-redis deps clean distclean FORCE
 
 help: ## list the targets
 	@echo "tieredcache: make TARGET"
@@ -169,8 +169,10 @@ demo: $(STAMP) $(SO) ## set up, then run docs/examples/demo_local.py
 	$(PY) docs/examples/demo_local.py
 
 bench: $(BENCH_STAMP) $(SO) ## set up the bench extra, then run benchmarks/bench_local.py
-	@test -f benchmarks/bench_local.py || { echo "benchmarks/bench_local.py does not exist yet" >&2; exit 1; }
 	$(PY) benchmarks/bench_local.py $(BENCH_ARGS)
+
+bench-redis: deps $(BENCH_STAMP) $(SO) ## the Redis tier against redis-py, redis-benchmark and a bare client
+	$(PY) benchmarks/bench_redis.py $(BENCH_ARGS)
 
 $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	@echo "==> installing the bench extra"
