@@ -1264,6 +1264,25 @@ class TieredCache:
                 return got
         return _MISSING
 
+    async def _await_other_loader(self, key: str) -> Any:
+        """The async twin of _wait_for_other_loader."""
+        core = self._core
+        client = core.aclient()
+        got = await core.al2(client.execute, "SET", self._lock_key(key), core.origin, "NX", "PX",
+                             int(core.lock_timeout * 1000))
+        if got is _MISSING or got is not None:
+            return _MISSING
+        deadline = time.monotonic() + core.lock_timeout
+        pause = 0.005
+        while time.monotonic() < deadline:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            got = self._decode(await core.al2(client.execute, "GET", self._ns.kprefix + key))
+            if got is not _MISSING:
+                core.stats["l2_hits"] += 1
+                return got
+        return _MISSING
+
     # ---- async API ---------------------------------------------------------------------
 
     async def aget(self, key: str, default: Any = None) -> Any:
@@ -1465,6 +1484,11 @@ class TieredCache:
                     self._l1_store(key, got[0], ttl, got[3], got[1], snap, snap_tags)
                     return got[0]
                 core.stats["l2_misses"] += 1
+                if core.lock_timeout is not None and got is _MISSING:
+                    found = await self._await_other_loader(key)
+                    if found is not _MISSING:
+                        self._l1_store(key, found[0], ttl, found[3], found[1], snap, snap_tags)
+                        return found[0]
         start = time.perf_counter()
         core.stats["loads"] += 1
         try:
@@ -1475,6 +1499,8 @@ class TieredCache:
         load_ms = int((time.perf_counter() - start) * 1000)
         if seen is not None:
             r = await core.al2(core.apipe, [self._cas_cmd(key, value, ttl, tags, seen, load_ms)])
+            if core.lock_timeout is not None:
+                await core.al2(core.apipe, [self._evalsha(_UNLOCK_LUA, [self._lock_key(key)], [core.origin])])
             if r is not _MISSING:
                 if r[0] == 0:
                     core.stats["stale_writes_refused"] += 1
