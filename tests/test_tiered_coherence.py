@@ -247,6 +247,15 @@ def test_retagging_a_key_moves_it_between_tag_sets_in_redis(redis_caches, rawr):
     assert redis_layout(rawr) == {"k": set(), "t": set(), "kt": set()}
 
 
+def test_tag_sets_expire_with_their_longest_lived_member(redis_caches, rawr):
+    cache = redis_caches()
+    cache.set("short", 1, ttl=60, tags=["t"])
+    cache.set("long", 2, ttl=600, tags=["t"])
+    assert 500_000 < rawr.execute("PTTL", f"tc:{NS}:t:t") <= 600_000
+    cache.delete("long")  # a delete takes the key out of its tag sets
+    assert rawr.execute("SMEMBERS", f"tc:{NS}:t:t") == [cache.redis_key("short").encode()]
+
+
 def test_every_invalidation_leaves_a_mark_that_refuses_loads_in_flight(redis_caches, rawr):
     """A load of the key may be in flight; its write-back compares what it saw at the miss
     with these marks, so each invalidation must change one, even when it removes nothing:
@@ -567,7 +576,9 @@ def test_a_forked_child_receives_invalidations(redis_caches):
     def child() -> str:
         os.close(ready_r)
         os.close(go_w)
-        assert cache.get("k") == "v1"  # in the child's L1
+        assert cache.stats()["l1"]["entries"] == 0  # a forked child starts with an empty L1
+        assert cache.get("k") == "v1"  # from Redis, into the child's L1
+        assert cache.get("k") == "v1"
         os.write(ready_w, b"r")
         assert os.read(go_r, 1) == b"g"  # the parent has invalidated "k"
         dropped = wait_until(lambda: cache.get("k") is None)
