@@ -2,7 +2,7 @@
 
     cd /work/main && PYTHONPATH=src .venv/bin/python benchmarks/bench_redis.py            # ~ 1.5 minutes
     PYTHONPATH=src .venv/bin/python benchmarks/bench_redis.py --quick                      # ~ 30 s
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_redis.py --no-propagation --trials 100
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_redis.py --pin same                   # stable round trips
     PYTHONPATH=src .venv/bin/python benchmarks/bench_redis.py --json out.json --markdown out.md
     PYTHONPATH=src .venv/bin/python benchmarks/bench_redis.py --contenders RedisClient,redis-py
 
@@ -55,8 +55,12 @@ Figures, for 100 B and 10 KB values:
                 redis-py; propagation p99 <= 5 ms (delete and invalidate_tags).
 
 Ratios are contender / reference: latency and CPU below 1.00x are better, throughput
-above 1.00x is better. Figures depend on the machine (a VM with 2 vCPUs shares them with
-the server); compare ratios, never copy the figures into tests.
+above 1.00x is better. On a VM, a round trip to a server on another vCPU costs a cross-CPU
+wakeup: unpinned, GET latency flips between two levels (e.g. 15 and 50 µs on 2 vCPUs) as
+the scheduler moves the processes, and the report warns when the floor's per-pass p50 did
+so. ``--pin same`` (server and client on one CPU) or ``--pin split`` fixes the placement.
+Figures depend on the machine (a VM with 2 vCPUs shares them with the server); compare
+ratios, never copy the figures into tests.
 """
 
 from __future__ import annotations
@@ -789,6 +793,13 @@ def render(res: dict[str, Any], markdown: bool) -> str:
         f"redis-py {meta['versions'].get('redis')}. Server and client share the machine (TCP loopback)."
     )
     lines.append(f"Command: `{meta['command']}`; load average {meta['loadavg_start']} -> {meta['loadavg_end']}.")
+    pin = meta.get("pin", {"mode": "none"})
+    lines.append("CPU pinning: none (the scheduler places client and server)." if pin["mode"] == "none" else
+                 f"CPU pinning: {pin['mode']} (redis-server on CPU {pin['server_cpus']}, client and its children on "
+                 f"{pin['client_cpus']}).")
+    note = _bimodal_note(res)
+    if note:
+        lines.append(note)
     if meta["unavailable"]:
         lines.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in meta["unavailable"].items()))
     lines.append("")
@@ -922,6 +933,49 @@ def render(res: dict[str, Any], markdown: bool) -> str:
     return "\n".join(lines)
 
 
+def apply_pin(mode: str, server_pid: int) -> dict[str, Any]:
+    """Pin redis-server (every thread) and this process (and so the threads, processes
+    and redis-benchmark it starts afterwards). On a VM, a GET whose server runs on
+    another vCPU pays a cross-CPU wakeup (tens of µs); unpinned, the scheduler moves
+    between the two placements and round trips flip between two levels from one pass
+    to the next. "same": one CPU for both (round trips without that wakeup); "split":
+    the server on one CPU, the client on another."""
+    if mode == "none":
+        return {"mode": "none"}
+    cpus = sorted(os.sched_getaffinity(0))
+    if mode == "same":
+        server, client = {cpus[0]}, {cpus[0]}
+    else:
+        if len(cpus) < 2:
+            raise SystemExit("--pin split needs two usable CPUs")
+        server, client = {cpus[0]}, {cpus[1]}
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{server_pid}/task")]
+    except OSError:
+        tids = [server_pid]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, server)
+        except OSError:
+            pass
+    os.sched_setaffinity(0, client)
+    return {"mode": mode, "server_cpus": sorted(server), "client_cpus": sorted(client)}
+
+
+def _bimodal_note(res: dict[str, Any]) -> str | None:
+    """A warning when the floor's per-pass p50 moved a lot between passes."""
+    spans = []
+    for size in SIZES:
+        pp = res["clients"].get(str(size), {}).get(FLOOR, {}).get("pass_p50_us") or []
+        if pp and max(pp) > 1.5 * min(pp):
+            spans.append(f"{min(pp):.1f} to {max(pp):.1f} µs ({size:,} B)")
+    if not spans:
+        return None
+    return ("Warning: the floor's per-pass p50 ranged " + ", ".join(spans) + ": the round trip changed level "
+            "between passes (CPU placement of client and server, or load), so ratios mix two regimes; "
+            "--pin same or --pin split gives one.")
+
+
 def _loadavg() -> str:
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -954,6 +1008,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--trials", type=int, default=None, help="propagation trials per case (default 200, quick 50)")
     ap.add_argument("--poll-us", type=float, default=50.0, help="propagation: observer's L1 poll interval (µs)")
     ap.add_argument("--no-propagation", action="store_true")
+    ap.add_argument("--pin", choices=("none", "same", "split"), default="none",
+                    help="CPU pinning of redis-server and this process: same CPU, different CPUs, or none")
     ap.add_argument("--json", metavar="PATH", help="write every figure as JSON")
     ap.add_argument("--markdown", metavar="PATH", help="write a Markdown section for docs/benchmarks.md")
     a = ap.parse_args(argv)
@@ -996,6 +1052,8 @@ def main(argv: list[str]) -> int:
     started = time.perf_counter()
     with RedisServer() as server:
         log(f"redis-server {server.url} (pid {server.pid})")
+        res["meta"]["pin"] = apply_pin(cfg.pin, server.pid)
+        log(f"pinning: {res['meta']['pin']}")
         res["clients"] = measure_clients(cfg, server.url, contenders)
         res["propagation"] = (
             "skipped (--no-propagation)" if cfg.no_propagation else measure_propagation(cfg, server.url)

@@ -73,16 +73,18 @@ _ON_ERROR = ("ignore", "raise")
 # Store KEYS[1] = ARGV[1] for ARGV[2] ms (0: no expiry), replacing its tags with the tag
 # sets KEYS[first .. first+nt-1]; KEYS[2] is the key's own set of its tag sets. A tag set
 # lives as long as its longest-lived member.
+# The SET comes first: under maxmemory it is the command Redis refuses (OOM) before the
+# script has written anything, so a full Redis refuses the whole store.
 _STORE_BODY = """
-local old = redis.call('SMEMBERS', KEYS[2])
-for _, t in ipairs(old) do redis.call('SREM', t, KEYS[1]) end
-redis.call('DEL', KEYS[2])
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 else
   redis.call('SET', KEYS[1], ARGV[1])
 end
+local old = redis.call('SMEMBERS', KEYS[2])
+for _, t in ipairs(old) do redis.call('SREM', t, KEYS[1]) end
+redis.call('DEL', KEYS[2])
 for i = first, first + nt - 1 do
   local existed = redis.call('EXISTS', KEYS[i])
   redis.call('SADD', KEYS[i], KEYS[1])
@@ -367,6 +369,7 @@ class _Core:
         self.stop_listener = threading.Event()
         self.listener_pending: list[_Namespace] = []
         self.listener_connected = False
+        self.pubsub = None
         # invalidations that could not reach Redis: applied before Redis is used again
         self.outbox: list[tuple[TieredCache, str, tuple]] = []
         self.outbox_lock = threading.Lock()
@@ -527,7 +530,7 @@ class _Core:
         while not stop.is_set():
             ps = None
             try:
-                ps = self.redis.pubsub()
+                ps = self.pubsub = self.redis.pubsub()
                 with self.ns_lock:
                     spaces = list(self.namespaces.values())
                     self.listener_pending.clear()
@@ -561,6 +564,8 @@ class _Core:
                     if msg is not None:
                         self._apply(msg[1])
             except BackendError as exc:
+                if stop.is_set():
+                    break  # close(): the subscriber was closed on purpose
                 if self.listener_connected:
                     self.listener_connected = False
                     for ns in list(self.namespaces.values()):
@@ -728,6 +733,12 @@ class _Core:
     def close(self) -> None:
         self.closed = True
         self.stop_listener.set()
+        ps = self.pubsub
+        if ps is not None:
+            try:
+                ps.close()  # wakes the listener's get_message at once
+            except Exception:
+                pass
         for client in list(self.aclients.values()):  # every loop's, even ended loops
             client.close()
         self.aclients = weakref.WeakKeyDictionary()
