@@ -22,7 +22,18 @@ from ._errors import (
     SerializationError,
     SignatureError,
 )
-from ._tiered import TieredCache
+
+# A cache used before os.fork() must work in the child: the parent waits for any bulk
+# operation that runs without the GIL to finish, and the child resets every store lock.
+# Registered before anything else (after_in_child hooks run in registration order), so
+# that TieredCache's own hook, which empties L1 in the child, finds working locks.
+_os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_parent,
+    after_in_child=_after_fork_child,
+)
+
+from ._tiered import TieredCache  # noqa: E402
 
 __all__ = [
     "BackendError",
@@ -53,11 +64,3 @@ def __getattr__(name: str):
         return register_codec
     raise AttributeError(f"module 'tieredcache' has no attribute {name!r}")
 
-
-# A cache used before os.fork() must work in the child: the parent waits for any bulk
-# operation that runs without the GIL to finish, and the child resets every store lock.
-_os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_after_fork_parent,
-    after_in_child=_after_fork_child,
-)

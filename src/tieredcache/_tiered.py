@@ -12,7 +12,8 @@ Structure::
 Redis layout (ns = escaped namespace, never containing ':')::
 
     tc:{ns}:k:{key}    payload: version (1 byte) + expires_at_ms (8, 0 = none) + load ms (4)
-                       + length of the tags (2) + the tags (JSON list) + serializer bytes;
+                       + write id (8, random) + length of the tags (2) + the tags (JSON
+                       list) + serializer bytes;
                        the tags travel with the value so that a process filling its L1
                        from Redis tags the entry and later tag invalidations reach it
     tc:{ns}:kt:{key}   set of the tag-set keys of key
@@ -64,8 +65,8 @@ __all__ = ["TieredCache"]
 log = logging.getLogger("tieredcache")
 
 _MISSING = object()
-_HEADER = struct.Struct(">BQIH")  # version, expires_at_ms, load_ms, tags length
-_VERSION = 1
+_HEADER = struct.Struct(">BQIQH")  # version, expires_at_ms, load_ms, write id, tags length
+_VERSION = 2
 _ON_ERROR = ("ignore", "raise")
 
 # ---- Lua scripts (run atomically by Redis) -----------------------------------------------
@@ -183,7 +184,7 @@ _OUTBOX_MAX = 10_000
 _RECENT_FILLS = 4096
 
 
-def _remember(table: OrderedDict, key: str, value: str) -> None:
+def _remember(table: OrderedDict, key: str, value: int) -> None:
     table[key] = value
     table.move_to_end(key)
     if len(table) > _RECENT_FILLS:
@@ -373,12 +374,12 @@ class _Core:
         # invalidations that could not reach Redis: applied before Redis is used again
         self.outbox: list[tuple[TieredCache, str, tuple]] = []
         self.outbox_lock = threading.Lock()
-        # SHA-1 of the payloads of the latest L1 fills from Redis: a "set" message about
-        # the very payload this process just read leaves its L1 entry in place
-        self.recent: OrderedDict[str, str] = OrderedDict()
-        # SHA-1 of the latest payload another process announced for a key: a fill that
+        # write ids of the payloads of the latest L1 fills from Redis: a "set" message
+        # about the very payload this process just read leaves its L1 entry in place
+        self.recent: OrderedDict[str, int] = OrderedDict()
+        # write id of the latest payload another process announced for a key: a fill that
         # read exactly that payload is current even if the announcement arrived mid-read
-        self.announced: OrderedDict[str, str] = OrderedDict()
+        self.announced: OrderedDict[str, int] = OrderedDict()
         if redis_url is not None:
             from ._redis import RedisClient, RedisURL
 
@@ -486,8 +487,8 @@ class _Core:
                 raise r
         return replies
 
-    def filled(self, l1key: str, sha: str) -> None:
-        _remember(self.recent, l1key, sha)
+    def filled(self, l1key: str, wid: int) -> None:
+        _remember(self.recent, l1key, wid)
 
     def queue(self, view: TieredCache, op: str, args: tuple) -> None:
         with self.outbox_lock:
@@ -607,9 +608,9 @@ class _Core:
                 self.bump_key(p + k)
                 l1.delete(p + k)
         elif kind == "set":
-            for k, sha in values:
-                _remember(self.announced, p + k, sha)
-                if self.recent.get(p + k) == sha:
+            for k, wid in values:
+                _remember(self.announced, p + k, wid)
+                if self.recent.get(p + k) == wid:
                     continue  # this process already holds exactly that payload
                 self.bump_key(p + k)
                 l1.delete(p + k)
@@ -641,8 +642,7 @@ class _Core:
 
     def l2(self, fn: Callable, *args: Any) -> Any:
         """Call fn(*args) on Redis; _MISSING if Redis is unavailable (unless raising)."""
-        if self.pid != os.getpid():
-            self._forked()
+        if self.listener is None:  # after a fork (the at-fork hook reset it), or first use
             self.ensure_listener()
         if not self.breaker.allow():
             if self.raise_errors:
@@ -661,8 +661,7 @@ class _Core:
         return result
 
     async def al2(self, fn: Callable[..., Awaitable], *args: Any) -> Any:
-        if self.pid != os.getpid():
-            self._forked()
+        if self.listener is None:  # after a fork (the at-fork hook reset it), or first use
             self.ensure_listener()
         if not self.breaker.allow():
             if self.raise_errors:
@@ -693,19 +692,23 @@ class _Core:
 
     # ---- payloads ----------------------------------------------------------------------
 
-    def encode(self, value: Any, ttl: float | None, tags: tuple[str, ...] = (), load_ms: int = 0) -> bytes:
+    def encode(self, value: Any, ttl: float | None, tags: tuple[str, ...] = (), load_ms: int = 0,
+               wid: int | None = None) -> bytes:
         expires = int((time.time() + ttl) * 1000) if ttl else 0
         tagbytes = json.dumps(tags, separators=(",", ":")).encode() if tags else b""
         if len(tagbytes) > 0xFFFF:
             raise ValueError("tags of one entry must take less than 64 KiB")
-        head = _HEADER.pack(_VERSION, expires, min(load_ms, 0xFFFFFFFF), len(tagbytes))
+        if wid is None:
+            wid = random.getrandbits(64)
+        head = _HEADER.pack(_VERSION, expires, min(load_ms, 0xFFFFFFFF), wid, len(tagbytes))
         return head + tagbytes + self.serializer.dumps(value)
 
-    def decode(self, payload: bytes) -> tuple[Any, float | None, int, tuple[str, ...]]:
-        """(value, seconds left or None, load ms, tags); SerializationError if corrupt."""
+    def decode(self, payload: bytes) -> tuple[Any, float | None, int, tuple[str, ...], int]:
+        """(value, seconds left or None, load ms, tags, write id); SerializationError if
+        corrupt."""
         if len(payload) < _HEADER.size:
             raise SerializationError("payload too short for its header")
-        version, expires, load_ms, ntag = _HEADER.unpack_from(payload)
+        version, expires, load_ms, wid, ntag = _HEADER.unpack_from(payload)
         if version != _VERSION:
             raise SerializationError(f"unknown payload version {version}")
         body = _HEADER.size + ntag
@@ -717,18 +720,19 @@ class _Core:
                 raise SerializationError(f"corrupt tags in payload: {exc}") from None
         value = self.serializer.loads(payload[body:])
         left = (expires / 1000.0 - time.time()) if expires else None
-        return value, left, load_ms, tags
+        return value, left, load_ms, tags, wid
 
     def l1_ttl_for(self, ns: _Namespace, ttl: float | None, left: float | None = None) -> float | None:
         """The TTL to give an L1 entry: no longer than the entry's, l1_ttl, what is left in
         Redis, or degraded_l1_ttl while invalidations may be missed."""
-        candidates = [t for t in (ttl, self.l1_ttl, left) if t is not None]
-        if self.degraded(ns):
-            candidates.append(self.degraded_l1_ttl)
-        if not candidates:
-            return None
-        t = min(candidates)
-        return t if t > 0 else None
+        t = ttl
+        for c in (self.l1_ttl, left):
+            if c is not None and (t is None or c < t):
+                t = c
+        if self.redis is not None and (not ns.subscribed.is_set() or self.breaker.state != CLOSED):
+            if t is None or self.degraded_l1_ttl < t:
+                t = self.degraded_l1_ttl
+        return t if t is None or t > 0 else None
 
     def close(self) -> None:
         self.closed = True
@@ -869,15 +873,15 @@ class TieredCache:
 
     def _l1_store(self, key: str, value: Any, ttl: float | None, tags: tuple[str, ...],
                   left: float | None = None, snap: tuple | None = None,
-                  snap_tags: tuple[str, ...] | None = None, sha: str | None = None) -> None:
+                  snap_tags: tuple[str, ...] | None = None, wid: int | None = None) -> None:
         """Fill L1, unless an invalidation happened since `snap` was taken (a fill that
         read the payload another process just announced is not outdated by it)."""
         core, ns = self._core, self._ns
         l1key = ns.l1prefix + key
         if snap is not None:
             now = core.snap(l1key, snap_tags)
-            if snap != now and not (snap_tags is None and sha is not None and snap[:2] == now[:2]
-                                    and core.announced.get(l1key) == sha):
+            if snap != now and not (snap_tags is None and wid is not None and snap[:2] == now[:2]
+                                    and core.announced.get(l1key) == wid):
                 core.stats["stale_writes_refused"] += 1
                 return
         if left is not None and left <= 0:
@@ -908,15 +912,16 @@ class TieredCache:
         return ("EVALSHA", _SHA[script_lua], len(keys), *keys, *args)
 
     def _set_cmds(self, items: list[tuple[str, Any]], ttl: float | None, tags: tuple[str, ...]) -> list[tuple]:
-        """The SETs of items and the message announcing them (with each payload's SHA-1)."""
+        """The SETs of items and the message announcing them (with each payload's write id)."""
         ns, core = self._ns, self._core
         cmds, announced = [], []
         ttl_ms = int(ttl * 1000) if ttl else 0
         tagkeys = [ns.tprefix + t for t in tags]
         for key, value in items:
-            payload = core.encode(value, ttl, tags)
+            wid = random.getrandbits(64)
+            payload = core.encode(value, ttl, tags, wid=wid)
             cmds.append(self._evalsha(_SET_LUA, [ns.kprefix + key, ns.ktprefix + key, *tagkeys], [payload, ttl_ms]))
-            announced.append([key, hashlib.sha1(payload).hexdigest()])
+            announced.append([key, wid])
         cmds.append(self._publish_cmd("set", announced))
         return cmds
 
@@ -1039,9 +1044,8 @@ class TieredCache:
         core.stats["l2_hits"] += 1
         pttl = replies[1]
         left = pttl / 1000.0 if isinstance(pttl, int) and pttl > 0 else got[1]
-        sha = hashlib.sha1(replies[0]).hexdigest()
-        core.filled(self._ns.l1prefix + key, sha)
-        self._l1_store(key, got[0], None, got[3], left, snap, None, sha)
+        core.filled(self._ns.l1prefix + key, got[4])
+        self._l1_store(key, got[0], None, got[3], left, snap, None, got[4])
         return got[0]
 
     def set(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> None:
@@ -1105,9 +1109,8 @@ class TieredCache:
                 continue
             core.stats["l2_hits"] += 1
             out[k] = got[0]
-            sha = hashlib.sha1(payload).hexdigest()
-            core.filled(self._ns.l1prefix + k, sha)
-            self._l1_store(k, got[0], None, got[3], got[1], snap, None, sha)
+            core.filled(self._ns.l1prefix + k, got[4])
+            self._l1_store(k, got[0], None, got[3], got[1], snap, None, got[4])
 
     def delete(self, key: str) -> bool:
         key = _check_key(key)
@@ -1225,7 +1228,7 @@ class TieredCache:
                 got = self._decode(seen[0])
                 if got is not _MISSING and not self._early(got[1], got[2]):
                     core.stats["l2_hits"] += 1
-                    core.filled(ns.l1prefix + key, hashlib.sha1(seen[0]).hexdigest())
+                    core.filled(ns.l1prefix + key, got[4])
                     self._l1_store(key, got[0], ttl, got[3], got[1], snap, snap_tags)
                     return got[0]
                 core.stats["l2_misses"] += 1
@@ -1491,7 +1494,7 @@ class TieredCache:
                 got = self._decode(seen[0])
                 if got is not _MISSING and not self._early(got[1], got[2]):
                     core.stats["l2_hits"] += 1
-                    core.filled(self._ns.l1prefix + key, hashlib.sha1(seen[0]).hexdigest())
+                    core.filled(self._ns.l1prefix + key, got[4])
                     self._l1_store(key, got[0], ttl, got[3], got[1], snap, snap_tags)
                     return got[0]
                 core.stats["l2_misses"] += 1
