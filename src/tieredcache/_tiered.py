@@ -385,11 +385,6 @@ class _Core:
 
             url = RedisURL.parse(redis_url)  # ConfigurationError on a bad URL
             self.redis = RedisClient(url, client_name="tieredcache", **self._client_args)
-            self.set_script = self.redis.script(_SET_LUA)
-            self.cas_script = self.redis.script(_CAS_SET_LUA)
-            self.delete_script = self.redis.script(_DELETE_LUA)
-            self.tags_script = self.redis.script(_INVALIDATE_TAGS_LUA)
-            self.unlock_script = self.redis.script(_UNLOCK_LUA)
         _cores.add(self)
 
     # ---- namespaces and the listener ---------------------------------------------------
@@ -729,7 +724,7 @@ class _Core:
         for c in (self.l1_ttl, left):
             if c is not None and (t is None or c < t):
                 t = c
-        if self.redis is not None and (not ns.subscribed.is_set() or self.breaker.state != CLOSED):
+        if self.degraded(ns):
             if t is None or self.degraded_l1_ttl < t:
                 t = self.degraded_l1_ttl
         return t if t is None or t > 0 else None
@@ -957,34 +952,304 @@ class TieredCache:
         keys = [ns.tprefix + t for t in tags] + [ns.tgprefix + t for t in tags]
         return self._evalsha(_INVALIDATE_TAGS_LUA, keys, [ns.kprefix, ns.ktprefix, _TAG_GEN_MS])
 
-    def _send(self, cmds: list[tuple], fallback: list[tuple] | None = None) -> Any:
-        """Send invalidating commands; if Redis cannot take them now, queue them (or the
-        fallback: a set is replayed as a delete, never as an old value)."""
-        core = self._core
-        try:
-            r = core.l2(core.pipe, cmds)
-        except BackendError:
-            core.queue(self, "cmds", tuple(fallback or cmds))
-            raise
-        if r is _MISSING:
-            core.queue(self, "cmds", tuple(fallback or cmds))
-        return r
-
-    async def _asend(self, cmds: list[tuple], fallback: list[tuple] | None = None) -> Any:
-        core = self._core
-        try:
-            r = await core.al2(core.apipe, cmds)
-        except BackendError:
-            core.queue(self, "cmds", tuple(fallback or cmds))
-            raise
-        if r is _MISSING:
-            core.queue(self, "cmds", tuple(fallback or cmds))
-        return r
-
     def _forget(self, keys: list[str]) -> list[tuple]:
         """What replaces a failed set of keys: their deletion, announced."""
         return [self._delete_cmd([self._ns.kprefix + k for k in keys], tombstone=True),
                 self._publish_cmd("key", keys)]
+
+    # ---- one body per operation, two drivers ------------------------------------------
+    #
+    # Each operation that talks to Redis is written once, as a generator that yields what
+    # it needs and receives the answer (sans I/O); _run drives it with blocking calls,
+    # _arun with awaits. A request is a tuple:
+    #
+    #   ("pipe", cmds)                  one round trip through the breaker -> replies | _MISSING
+    #   ("send", cmds, fallback)        the same, for invalidating writes: queued in the
+    #                                   outbox (as fallback, if given) when Redis fails
+    #   ("matching", (pattern, kind, values))  SCAN-delete through the breaker, queued likewise
+    #   ("raw", cmds)                   one round trip, no breaker (inside "matching")
+    #   ("sleep", seconds)              time.sleep / asyncio.sleep
+    #   ("load", loader)                call the loader / await it (sync ones in a thread)
+    #
+    # An exception raised while serving a request is thrown into the generator.
+
+    def _run(self, gen: Any) -> Any:
+        core = self._core
+        try:
+            req = next(gen)
+            while True:
+                try:
+                    op = req[0]
+                    if op == "pipe":
+                        r = core.l2(core.pipe, req[1])
+                    elif op == "send" or op == "matching":
+                        try:
+                            if op == "send":
+                                r = core.l2(core.pipe, req[1])
+                            else:
+                                r = core.l2(self._run, self._scan_delete(*req[1]))
+                        except BackendError:
+                            core.queue(self, *self._outbox_item(req))
+                            raise
+                        if r is _MISSING:
+                            core.queue(self, *self._outbox_item(req))
+                    elif op == "raw":
+                        r = core.pipe(req[1])
+                    elif op == "sleep":
+                        time.sleep(req[1])
+                        r = None
+                    else:  # "load"
+                        r = req[1]()
+                except BaseException as exc:
+                    req = gen.throw(exc)
+                    continue
+                req = gen.send(r)
+        except StopIteration as stop:
+            return stop.value
+
+    async def _arun(self, gen: Any) -> Any:
+        core = self._core
+        try:
+            req = next(gen)
+            while True:
+                try:
+                    op = req[0]
+                    if op == "pipe":
+                        r = await core.al2(core.apipe, req[1])
+                    elif op == "send" or op == "matching":
+                        try:
+                            if op == "send":
+                                r = await core.al2(core.apipe, req[1])
+                            else:
+                                r = await core.al2(self._arun, self._scan_delete(*req[1]))
+                        except BackendError:
+                            core.queue(self, *self._outbox_item(req))
+                            raise
+                        if r is _MISSING:
+                            core.queue(self, *self._outbox_item(req))
+                    elif op == "raw":
+                        r = await core.apipe(req[1])
+                    elif op == "sleep":
+                        await asyncio.sleep(req[1])
+                        r = None
+                    else:  # "load"
+                        r = await self._acall(req[1])
+                except BaseException as exc:
+                    req = gen.throw(exc)
+                    continue
+                req = gen.send(r)
+        except StopIteration as stop:
+            return stop.value
+
+    @staticmethod
+    def _outbox_item(req: tuple) -> tuple[str, tuple]:
+        if req[0] == "send":
+            return "cmds", tuple(req[2] or req[1])
+        return "matching", tuple(req[1])
+
+    @staticmethod
+    async def _acall(loader: Callable[[], Any]) -> Any:
+        if inspect.iscoroutinefunction(loader):
+            return await loader()
+        result = await asyncio.to_thread(loader)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    # ---- the operations (generators; see above) ------------------------------------------
+
+    def _get_l2(self, key: str, default: Any):
+        snap = self._core.snap(self._ns.l1prefix + key)
+        rkey = self._ns.kprefix + key
+        replies = yield ("pipe", [("GET", rkey), ("PTTL", rkey)])
+        return self._filled(key, replies, snap, default)
+
+    def _filled(self, key: str, replies: Any, snap: tuple, default: Any) -> Any:
+        """The value of a GET + PTTL, filling L1 for no longer than Redis keeps it."""
+        core = self._core
+        got = self._decode(replies[0]) if replies is not _MISSING else _MISSING
+        if got is _MISSING:
+            core.stats["l2_misses"] += 1
+            return default
+        core.stats["l2_hits"] += 1
+        pttl = replies[1]
+        left = pttl / 1000.0 if isinstance(pttl, int) and pttl > 0 else got[1]
+        core.filled(self._ns.l1prefix + key, got[4])
+        self._l1_store(key, got[0], None, got[3], left, snap, None, got[4])
+        return got[0]
+
+    def _set(self, mapping: Mapping[str, Any] | list, ttl: Any, tags: Any):
+        tags = _check_tags(tags)
+        ttl = self._ttl(ttl)
+        items = [(_check_key(k), v) for k, v in (mapping.items() if isinstance(mapping, Mapping) else mapping)]
+        core, p = self._core, self._ns.l1prefix
+        if not core.enabled or not items:
+            return
+        for k, _ in items:  # loads of the old values must not land
+            core.forget_announced(p + k)
+            core.bump_key(p + k)
+        if core.redis is not None:
+            keys = [k for k, _ in items]
+            if (yield ("send", self._set_cmds(items, ttl, tags), self._forget(keys))) is not _MISSING:
+                core.stats["l2_sets"] += len(items)
+                core.stats["invalidations_sent"] += 1
+        for k, v in items:
+            self._l1_store(k, v, ttl, tags)
+
+    def _get_many(self, keys: Iterable[str]):
+        keys = [_check_key(k) for k in keys]
+        core, ns = self._core, self._ns
+        out: dict[str, Any] = {}
+        if not core.enabled:
+            return out
+        missing = []
+        for k in keys:
+            v = core.l1.get(ns.l1prefix + k, _MISSING)
+            if v is _MISSING:
+                missing.append(k)
+            else:
+                out[k] = v
+        if missing and core.redis is not None:
+            snaps = [core.snap(ns.l1prefix + k) for k in missing]
+            replies = yield ("pipe", [("MGET", *[ns.kprefix + k for k in missing])])
+            if replies is not _MISSING:
+                self._fill_many(missing, replies[0], snaps, out)
+        return out
+
+    def _fill_many(self, missing: list[str], payloads: list, snaps: list, out: dict) -> None:
+        core = self._core
+        for k, payload, snap in zip(missing, payloads, snaps):
+            got = self._decode(payload)
+            if got is _MISSING:
+                core.stats["l2_misses"] += 1
+                continue
+            core.stats["l2_hits"] += 1
+            out[k] = got[0]
+            core.filled(self._ns.l1prefix + k, got[4])
+            self._l1_store(k, got[0], None, got[3], got[1], snap, None, got[4])
+
+    def _delete(self, key: str):
+        key = _check_key(key)
+        core = self._core
+        if not core.enabled:
+            return False
+        found = bool(self._begin_invalidation("key", [key]))
+        if core.redis is not None:
+            replies = yield ("send", self._forget([key]), None)
+            if replies is not _MISSING:
+                core.stats["l2_deletes"] += 1
+                core.stats["invalidations_sent"] += 1
+                found = found or bool(replies[0])
+            self._begin_invalidation("key", [key])
+        return found
+
+    def _invalidate_tags(self, tags: Any):
+        tags = _check_tags(tags)
+        core = self._core
+        if not core.enabled or not tags:
+            return 0
+        n = self._begin_invalidation("tags", list(tags))
+        if core.redis is not None:
+            replies = yield ("send", [self._tags_cmd(tags), self._publish_cmd("tags", list(tags))], None)
+            if replies is not _MISSING:
+                n = int(replies[0])
+                core.stats["invalidations_sent"] += 1
+            self._begin_invalidation("tags", list(tags))
+        return n
+
+    def _invalidate_matching(self, kind: str, values: list, pattern: str):
+        core = self._core
+        if not core.enabled:
+            return 0
+        n = self._begin_invalidation(kind, values)
+        if core.redis is not None:
+            r = yield ("matching", (pattern, kind, values))
+            if r is not _MISSING:
+                n = r
+                core.stats["invalidations_sent"] += 1
+            self._begin_invalidation(kind, values)
+        return n
+
+    def _scan_delete(self, pattern: str, kind: str, values: list):
+        """SCAN the namespace for pattern and delete in batches: O(keyspace), not atomic;
+        the namespace generation, bumped before and after, refuses loads in flight."""
+        ns = self._ns
+        cursor, n = b"0", 0
+        yield ("raw", [("INCR", ns.gen)])
+        while True:
+            cursor, keys = (yield ("raw", [("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)]))[0]
+            if keys:
+                n += int((yield ("raw", [self._delete_cmd(list(keys), tombstone=False)]))[0])
+            if cursor in (b"0", 0, "0"):
+                break
+        yield ("raw", [("INCR", ns.gen), self._publish_cmd(kind, values)])
+        return n
+
+    def _load(self, key: str, loader: Callable[[], Any], ttl: float | None, tags: tuple[str, ...],
+              snap: tuple, snap_tags: tuple[str, ...]):
+        """The miss path of get_or_set, run by the single-flight leader."""
+        core, ns = self._core, self._ns
+        seen = None
+        if core.redis is not None:
+            seen = yield ("pipe", self._miss_cmds(key, tags))
+            if seen is _MISSING:
+                seen = None
+            else:
+                got = self._decode(seen[0])
+                if got is not _MISSING and not self._early(got[1], got[2]):
+                    core.stats["l2_hits"] += 1
+                    core.filled(ns.l1prefix + key, got[4])
+                    self._l1_store(key, got[0], ttl, got[3], got[1], snap, snap_tags)
+                    return got[0]
+                core.stats["l2_misses"] += 1
+                if core.lock_timeout is not None and got is _MISSING:
+                    found = yield from self._other_loader(key)
+                    if found is not _MISSING:
+                        self._l1_store(key, found[0], ttl, found[3], found[1], snap, snap_tags)
+                        return found[0]
+        start = time.perf_counter()
+        core.stats["loads"] += 1
+        try:
+            value = yield ("load", loader)
+        except BaseException:
+            core.stats["load_errors"] += 1
+            raise
+        load_ms = int((time.perf_counter() - start) * 1000)
+        if seen is not None:
+            r = yield ("pipe", [self._cas_cmd(key, value, ttl, tags, seen, load_ms)])
+            if core.lock_timeout is not None:
+                yield ("pipe", [self._evalsha(_UNLOCK_LUA, [self._lock_key(key)], [core.origin])])
+            if r is not _MISSING:
+                if r[0] == 0:  # invalidated while loading: the caller gets it, nobody else
+                    core.stats["stale_writes_refused"] += 1
+                    return value
+                core.stats["l2_sets"] += 1
+        self._l1_store(key, value, ttl, tags, None, snap, snap_tags)
+        return value
+
+    def _lock_key(self, key: str) -> str:
+        return f"tc:{self._ns.ns}:lock:{key}"
+
+    def _other_loader(self, key: str):
+        """Cross-process stampede lock: the payload another process loaded, or _MISSING
+        for "load it yourself" (this caller holds the lock, Redis is gone, or the wait
+        timed out)."""
+        core = self._core
+        ms = int(core.lock_timeout * 1000)
+        got = yield ("pipe", [("SET", self._lock_key(key), core.origin, "NX", "PX", ms)])
+        if got is _MISSING or got[0] is not None:
+            return _MISSING
+        deadline = time.monotonic() + core.lock_timeout
+        pause = 0.005
+        while time.monotonic() < deadline:
+            yield ("sleep", pause)
+            pause = min(pause * 2, 0.05)
+            replies = yield ("pipe", [("GET", self._ns.kprefix + key)])
+            got = self._decode(replies[0]) if replies is not _MISSING else _MISSING
+            if got is not _MISSING:
+                core.stats["l2_hits"] += 1
+                return got
+        return _MISSING
 
     def _flight(self, fkey: str, snap: tuple) -> tuple[_Flight, bool]:
         """Join the load of fkey in flight, unless an invalidation outdated it; else lead."""
@@ -1024,163 +1289,38 @@ class TieredCache:
         core = self._core
         if not core.enabled:
             return default
-        l1key = self._ns.l1prefix + key
-        value = core.l1.get(l1key, _MISSING)
+        value = core.l1.get(self._ns.l1prefix + key, _MISSING)
         if value is not _MISSING:
             return value
         if core.redis is None:
             return default
-        snap = core.snap(l1key)
-        rkey = self._ns.kprefix + key
-        return self._filled(key, core.l2(core.pipe, [("GET", rkey), ("PTTL", rkey)]), snap, default)
-
-    def _filled(self, key: str, replies: Any, snap: tuple, default: Any) -> Any:
-        """The value of a GET + PTTL, filling L1 for no longer than Redis keeps it."""
-        core = self._core
-        got = self._decode(replies[0]) if replies is not _MISSING else _MISSING
-        if got is _MISSING:
-            core.stats["l2_misses"] += 1
-            return default
-        core.stats["l2_hits"] += 1
-        pttl = replies[1]
-        left = pttl / 1000.0 if isinstance(pttl, int) and pttl > 0 else got[1]
-        core.filled(self._ns.l1prefix + key, got[4])
-        self._l1_store(key, got[0], None, got[3], left, snap, None, got[4])
-        return got[0]
+        return self._run(self._get_l2(key, default))
 
     def set(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> None:
-        key = _check_key(key)
-        tags = _check_tags(tags)
-        ttl = self._ttl(ttl)
-        core = self._core
-        if not core.enabled:
-            return
-        core.forget_announced(self._ns.l1prefix + key)
-        core.bump_key(self._ns.l1prefix + key)  # loads of the old value must not land
-        if core.redis is not None:
-            if self._send(self._set_cmds([(key, value)], ttl, tags), self._forget([key])) is not _MISSING:
-                core.stats["l2_sets"] += 1
-                core.stats["invalidations_sent"] += 1
-        self._l1_store(key, value, ttl, tags)
+        self._run(self._set([(key, value)], ttl, tags))
 
     def set_many(self, mapping: Mapping[str, Any], ttl: float | None = None, tags: Iterable[str] = ()) -> None:
-        tags = _check_tags(tags)
-        ttl = self._ttl(ttl)
-        items = [(_check_key(k), v) for k, v in mapping.items()]
-        core = self._core
-        if not core.enabled or not items:
-            return
-        for k, _ in items:
-            core.forget_announced(self._ns.l1prefix + k)
-            core.bump_key(self._ns.l1prefix + k)
-        if core.redis is not None:
-            if self._send(self._set_cmds(items, ttl, tags), self._forget([k for k, _ in items])) is not _MISSING:
-                core.stats["l2_sets"] += len(items)
-                core.stats["invalidations_sent"] += 1
-        for k, v in items:
-            self._l1_store(k, v, ttl, tags)
+        self._run(self._set(mapping, ttl, tags))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        keys = [_check_key(k) for k in keys]
-        core, ns = self._core, self._ns
-        out: dict[str, Any] = {}
-        if not core.enabled:
-            return out
-        missing = []
-        for k in keys:
-            v = core.l1.get(ns.l1prefix + k, _MISSING)
-            if v is _MISSING:
-                missing.append(k)
-            else:
-                out[k] = v
-        if missing and core.redis is not None:
-            snaps = [core.snap(ns.l1prefix + k) for k in missing]
-            payloads = core.l2(core.redis.execute, "MGET", *[ns.kprefix + k for k in missing])
-            if payloads is not _MISSING:
-                self._fill_many(missing, payloads, snaps, out)
-        return out
-
-    def _fill_many(self, missing: list[str], payloads: list, snaps: list, out: dict) -> None:
-        core = self._core
-        for k, payload, snap in zip(missing, payloads, snaps):
-            got = self._decode(payload)
-            if got is _MISSING:
-                core.stats["l2_misses"] += 1
-                continue
-            core.stats["l2_hits"] += 1
-            out[k] = got[0]
-            core.filled(self._ns.l1prefix + k, got[4])
-            self._l1_store(k, got[0], None, got[3], got[1], snap, None, got[4])
+        return self._run(self._get_many(keys))
 
     def delete(self, key: str) -> bool:
-        key = _check_key(key)
-        core = self._core
-        if not core.enabled:
-            return False
-        found = bool(self._begin_invalidation("key", [key]))
-        if core.redis is not None:
-            replies = self._send(self._forget([key]))
-            if replies is not _MISSING:
-                core.stats["l2_deletes"] += 1
-                core.stats["invalidations_sent"] += 1
-                found = found or bool(replies[0])
-            self._begin_invalidation("key", [key])
-        return found
+        return self._run(self._delete(key))
 
     def invalidate_tags(self, *tags: str) -> int:
-        tags = _check_tags(tags)
-        core = self._core
-        if not core.enabled or not tags:
-            return 0
-        n = self._begin_invalidation("tags", list(tags))
-        if core.redis is not None:
-            replies = self._send([self._tags_cmd(tags), self._publish_cmd("tags", list(tags))])
-            if replies is not _MISSING:
-                n = int(replies[0])
-                core.stats["invalidations_sent"] += 1
-            self._begin_invalidation("tags", list(tags))
-        return n
+        return self._run(self._invalidate_tags(tags))
 
     def invalidate_prefix(self, prefix: str) -> int:
         prefix = _check_key(prefix)
-        return self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*")
+        return self._run(self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*"))
 
     def clear(self) -> int:
-        return self._invalidate_matching("clear", [], self._ns.kprefix + "*")
-
-    def _invalidate_matching(self, kind: str, values: list, pattern: str) -> int:
-        core = self._core
-        if not core.enabled:
-            return 0
-        n = self._begin_invalidation(kind, values)
-        if core.redis is not None:
-            try:
-                r = core.l2(self._delete_matching, pattern, kind, values)
-            except BackendError:
-                core.queue(self, "matching", (pattern, kind, values))
-                raise
-            if r is _MISSING:
-                core.queue(self, "matching", (pattern, kind, values))
-            else:
-                n = r
-                core.stats["invalidations_sent"] += 1
-            self._begin_invalidation(kind, values)
-        return n
+        return self._run(self._invalidate_matching("clear", [], self._ns.kprefix + "*"))
 
     def _delete_matching(self, pattern: str, kind: str, values: list) -> int:
-        """SCAN the namespace for pattern and delete in batches: O(keyspace), not atomic;
-        the namespace generation, bumped before and after, refuses loads in flight."""
-        core, ns = self._core, self._ns
-        core.redis.execute("INCR", ns.gen)
-        cursor, n = b"0", 0
-        while True:
-            cursor, keys = core.redis.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            if keys:
-                n += int(core.pipe([self._delete_cmd(list(keys), tombstone=False)])[0])
-            if cursor in (b"0", 0, "0"):
-                break
-        core.pipe([("INCR", ns.gen), self._publish_cmd(kind, values)])
-        return n
+        """Replay of a queued prefix invalidation or clear (see _Core.replay)."""
+        return self._run(self._scan_delete(pattern, kind, values))
 
     def get_or_set(self, key: str, loader: Callable[[], Any], ttl: float | None = None,
                    tags: Iterable[str] = ()) -> Any:
@@ -1204,7 +1344,7 @@ class TieredCache:
             if not isinstance(flight.error, _LeaderCancelled):
                 return flight.result()
         try:
-            value = self._load(key, loader, ttl, tags, snap, snap_tags)
+            value = self._run(self._load(key, loader, ttl, tags, snap, snap_tags))
         except BaseException as exc:
             flight.finish(error=exc)
             raise
@@ -1216,87 +1356,6 @@ class TieredCache:
                 if core.flights.get(fkey) is flight:
                     del core.flights[fkey]
 
-    def _load(self, key: str, loader: Callable[[], Any], ttl: float | None, tags: tuple[str, ...],
-              snap: tuple, snap_tags: tuple[str, ...]) -> Any:
-        core, ns = self._core, self._ns
-        seen = None
-        if core.redis is not None:
-            seen = core.l2(core.pipe, self._miss_cmds(key, tags))
-            if seen is _MISSING:
-                seen = None
-            else:
-                got = self._decode(seen[0])
-                if got is not _MISSING and not self._early(got[1], got[2]):
-                    core.stats["l2_hits"] += 1
-                    core.filled(ns.l1prefix + key, got[4])
-                    self._l1_store(key, got[0], ttl, got[3], got[1], snap, snap_tags)
-                    return got[0]
-                core.stats["l2_misses"] += 1
-                if core.lock_timeout is not None and got is _MISSING:
-                    found = self._wait_for_other_loader(key)
-                    if found is not _MISSING:
-                        self._l1_store(key, found[0], ttl, found[3], found[1], snap, snap_tags)
-                        return found[0]
-        start = time.perf_counter()
-        core.stats["loads"] += 1
-        try:
-            value = loader()
-        except BaseException:
-            core.stats["load_errors"] += 1
-            raise
-        load_ms = int((time.perf_counter() - start) * 1000)
-        if seen is not None:
-            r = core.l2(core.pipe, [self._cas_cmd(key, value, ttl, tags, seen, load_ms)])
-            if core.lock_timeout is not None:
-                core.l2(core.unlock_script, [self._lock_key(key)], [core.origin])
-            if r is not _MISSING:
-                if r[0] == 0:  # invalidated while loading: the caller gets it, nobody else
-                    core.stats["stale_writes_refused"] += 1
-                    return value
-                core.stats["l2_sets"] += 1
-        self._l1_store(key, value, ttl, tags, None, snap, snap_tags)
-        return value
-
-    def _lock_key(self, key: str) -> str:
-        return f"tc:{self._ns.ns}:lock:{key}"
-
-    def _wait_for_other_loader(self, key: str) -> Any:
-        """Cross-process stampede lock: _MISSING means "load it yourself"."""
-        core = self._core
-        ms = int(core.lock_timeout * 1000)
-        got = core.l2(core.redis.execute, "SET", self._lock_key(key), core.origin, "NX", "PX", ms)
-        if got is _MISSING or got is not None:
-            return _MISSING  # we hold the lock (or Redis is gone): load
-        deadline = time.monotonic() + core.lock_timeout
-        pause = 0.005
-        while time.monotonic() < deadline:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-            got = self._decode(core.l2(core.redis.execute, "GET", self._ns.kprefix + key))
-            if got is not _MISSING:
-                core.stats["l2_hits"] += 1
-                return got
-        return _MISSING
-
-    async def _await_other_loader(self, key: str) -> Any:
-        """The async twin of _wait_for_other_loader."""
-        core = self._core
-        client = core.aclient()
-        got = await core.al2(client.execute, "SET", self._lock_key(key), core.origin, "NX", "PX",
-                             int(core.lock_timeout * 1000))
-        if got is _MISSING or got is not None:
-            return _MISSING
-        deadline = time.monotonic() + core.lock_timeout
-        pause = 0.005
-        while time.monotonic() < deadline:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
-            got = self._decode(await core.al2(client.execute, "GET", self._ns.kprefix + key))
-            if got is not _MISSING:
-                core.stats["l2_hits"] += 1
-                return got
-        return _MISSING
-
     # ---- async API ---------------------------------------------------------------------
 
     async def aget(self, key: str, default: Any = None) -> Any:
@@ -1304,136 +1363,35 @@ class TieredCache:
         core = self._core
         if not core.enabled:
             return default
-        l1key = self._ns.l1prefix + key
-        value = core.l1.get(l1key, _MISSING)
+        value = core.l1.get(self._ns.l1prefix + key, _MISSING)
         if value is not _MISSING:
             return value
         if core.redis is None:
             return default
-        snap = core.snap(l1key)
-        rkey = self._ns.kprefix + key
-        return self._filled(key, await core.al2(core.apipe, [("GET", rkey), ("PTTL", rkey)]), snap, default)
+        return await self._arun(self._get_l2(key, default))
 
     async def aset(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> None:
-        key = _check_key(key)
-        tags = _check_tags(tags)
-        ttl = self._ttl(ttl)
-        core = self._core
-        if not core.enabled:
-            return
-        core.forget_announced(self._ns.l1prefix + key)
-        core.bump_key(self._ns.l1prefix + key)
-        if core.redis is not None:
-            if await self._asend(self._set_cmds([(key, value)], ttl, tags), self._forget([key])) is not _MISSING:
-                core.stats["l2_sets"] += 1
-                core.stats["invalidations_sent"] += 1
-        self._l1_store(key, value, ttl, tags)
+        await self._arun(self._set([(key, value)], ttl, tags))
 
     async def aset_many(self, mapping: Mapping[str, Any], ttl: float | None = None, tags: Iterable[str] = ()) -> None:
-        tags = _check_tags(tags)
-        ttl = self._ttl(ttl)
-        items = [(_check_key(k), v) for k, v in mapping.items()]
-        core = self._core
-        if not core.enabled or not items:
-            return
-        for k, _ in items:
-            core.forget_announced(self._ns.l1prefix + k)
-            core.bump_key(self._ns.l1prefix + k)
-        if core.redis is not None:
-            if await self._asend(self._set_cmds(items, ttl, tags), self._forget([k for k, _ in items])) is not _MISSING:
-                core.stats["l2_sets"] += len(items)
-                core.stats["invalidations_sent"] += 1
-        for k, v in items:
-            self._l1_store(k, v, ttl, tags)
+        await self._arun(self._set(mapping, ttl, tags))
 
     async def aget_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        keys = [_check_key(k) for k in keys]
-        core, ns = self._core, self._ns
-        out: dict[str, Any] = {}
-        if not core.enabled:
-            return out
-        missing = []
-        for k in keys:
-            v = core.l1.get(ns.l1prefix + k, _MISSING)
-            if v is _MISSING:
-                missing.append(k)
-            else:
-                out[k] = v
-        if missing and core.redis is not None:
-            snaps = [core.snap(ns.l1prefix + k) for k in missing]
-            payloads = await core.al2(core.aclient().execute, "MGET", *[ns.kprefix + k for k in missing])
-            if payloads is not _MISSING:
-                self._fill_many(missing, payloads, snaps, out)
-        return out
+        return await self._arun(self._get_many(keys))
 
     async def adelete(self, key: str) -> bool:
-        key = _check_key(key)
-        core = self._core
-        if not core.enabled:
-            return False
-        found = bool(self._begin_invalidation("key", [key]))
-        if core.redis is not None:
-            replies = await self._asend(self._forget([key]))
-            if replies is not _MISSING:
-                core.stats["l2_deletes"] += 1
-                core.stats["invalidations_sent"] += 1
-                found = found or bool(replies[0])
-            self._begin_invalidation("key", [key])
-        return found
+        return await self._arun(self._delete(key))
 
     async def ainvalidate_tags(self, *tags: str) -> int:
-        tags = _check_tags(tags)
-        core = self._core
-        if not core.enabled or not tags:
-            return 0
-        n = self._begin_invalidation("tags", list(tags))
-        if core.redis is not None:
-            replies = await self._asend([self._tags_cmd(tags), self._publish_cmd("tags", list(tags))])
-            if replies is not _MISSING:
-                n = int(replies[0])
-                core.stats["invalidations_sent"] += 1
-            self._begin_invalidation("tags", list(tags))
-        return n
+        return await self._arun(self._invalidate_tags(tags))
 
     async def ainvalidate_prefix(self, prefix: str) -> int:
         prefix = _check_key(prefix)
-        return await self._ainvalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*")
+        return await self._arun(
+            self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*"))
 
     async def aclear(self) -> int:
-        return await self._ainvalidate_matching("clear", [], self._ns.kprefix + "*")
-
-    async def _ainvalidate_matching(self, kind: str, values: list, pattern: str) -> int:
-        core = self._core
-        if not core.enabled:
-            return 0
-        n = self._begin_invalidation(kind, values)
-        if core.redis is not None:
-            try:
-                r = await core.al2(self._adelete_matching, pattern, kind, values)
-            except BackendError:
-                core.queue(self, "matching", (pattern, kind, values))
-                raise
-            if r is _MISSING:
-                core.queue(self, "matching", (pattern, kind, values))
-            else:
-                n = r
-                core.stats["invalidations_sent"] += 1
-            self._begin_invalidation(kind, values)
-        return n
-
-    async def _adelete_matching(self, pattern: str, kind: str, values: list) -> int:
-        core, ns = self._core, self._ns
-        client = core.aclient()
-        await client.execute("INCR", ns.gen)
-        cursor, n = b"0", 0
-        while True:
-            cursor, keys = await client.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            if keys:
-                n += int((await core.apipe([self._delete_cmd(list(keys), tombstone=False)]))[0])
-            if cursor in (b"0", 0, "0"):
-                break
-        await core.apipe([("INCR", ns.gen), self._publish_cmd(kind, values)])
-        return n
+        return await self._arun(self._invalidate_matching("clear", [], self._ns.kprefix + "*"))
 
     async def aget_or_set(self, key: str, loader: Callable[[], Any], ttl: float | None = None,
                           tags: Iterable[str] = ()) -> Any:
@@ -1458,7 +1416,7 @@ class TieredCache:
             except _LeaderCancelled:
                 continue  # the loading task was cancelled: load it here instead
         try:
-            value = await self._aload(key, loader, ttl, tags, snap, snap_tags)
+            value = await self._arun(self._load(key, loader, ttl, tags, snap, snap_tags))
         except asyncio.CancelledError:
             flight.finish(error=_LeaderCancelled())  # waiters take over, not fail
             raise
@@ -1472,56 +1430,6 @@ class TieredCache:
             with core.flights_lock:
                 if core.flights.get(fkey) is flight:
                     del core.flights[fkey]
-
-    @staticmethod
-    async def _acall(loader: Callable[[], Any]) -> Any:
-        if inspect.iscoroutinefunction(loader):
-            return await loader()
-        result = await asyncio.to_thread(loader)
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    async def _aload(self, key: str, loader: Callable[[], Any], ttl: float | None, tags: tuple[str, ...],
-                     snap: tuple, snap_tags: tuple[str, ...]) -> Any:
-        core = self._core
-        seen = None
-        if core.redis is not None:
-            seen = await core.al2(core.apipe, self._miss_cmds(key, tags))
-            if seen is _MISSING:
-                seen = None
-            else:
-                got = self._decode(seen[0])
-                if got is not _MISSING and not self._early(got[1], got[2]):
-                    core.stats["l2_hits"] += 1
-                    core.filled(self._ns.l1prefix + key, got[4])
-                    self._l1_store(key, got[0], ttl, got[3], got[1], snap, snap_tags)
-                    return got[0]
-                core.stats["l2_misses"] += 1
-                if core.lock_timeout is not None and got is _MISSING:
-                    found = await self._await_other_loader(key)
-                    if found is not _MISSING:
-                        self._l1_store(key, found[0], ttl, found[3], found[1], snap, snap_tags)
-                        return found[0]
-        start = time.perf_counter()
-        core.stats["loads"] += 1
-        try:
-            value = await self._acall(loader)
-        except BaseException:
-            core.stats["load_errors"] += 1
-            raise
-        load_ms = int((time.perf_counter() - start) * 1000)
-        if seen is not None:
-            r = await core.al2(core.apipe, [self._cas_cmd(key, value, ttl, tags, seen, load_ms)])
-            if core.lock_timeout is not None:
-                await core.al2(core.apipe, [self._evalsha(_UNLOCK_LUA, [self._lock_key(key)], [core.origin])])
-            if r is not _MISSING:
-                if r[0] == 0:
-                    core.stats["stale_writes_refused"] += 1
-                    return value
-                core.stats["l2_sets"] += 1
-        self._l1_store(key, value, ttl, tags, None, snap, snap_tags)
-        return value
 
     # ---- lifecycle and statistics ----------------------------------------------------
 
