@@ -559,6 +559,8 @@ class RedisClient:
         sock = conn.sock
         try:
             sock.sendall(packed)
+            # _Conn.read_reply inlined: this is every L2 hit's path, and the method call
+            # and attribute lookups it saves are measurable against a ~16 us round trip
             reader = conn.reader
             buf = conn.buf
             while True:
