@@ -1058,11 +1058,11 @@ class TieredCache:
 
     # ---- the operations (generators; see above) ------------------------------------------
 
-    def _get_l2(self, key: str, default: Any):
-        snap = self._core.snap(self._ns.l1prefix + key)
+    def _get_cmds(self, key: str) -> tuple[tuple, list[tuple]]:
+        """An L2 read: the L1 snapshot to fill against, and GET + PTTL. (get/aget send it
+        directly rather than through a generator: the L2 hit is the hottest Redis path.)"""
         rkey = self._ns.kprefix + key
-        replies = yield ("pipe", [("GET", rkey), ("PTTL", rkey)])
-        return self._filled(key, replies, snap, default)
+        return self._core.snap(self._ns.l1prefix + key), [("GET", rkey), ("PTTL", rkey)]
 
     def _filled(self, key: str, replies: Any, snap: tuple, default: Any) -> Any:
         """The value of a GET + PTTL, filling L1 for no longer than Redis keeps it."""
@@ -1294,7 +1294,8 @@ class TieredCache:
             return value
         if core.redis is None:
             return default
-        return self._run(self._get_l2(key, default))
+        snap, cmds = self._get_cmds(key)
+        return self._filled(key, core.l2(core.pipe, cmds), snap, default)
 
     def set(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> None:
         self._run(self._set([(key, value)], ttl, tags))
@@ -1368,7 +1369,8 @@ class TieredCache:
             return value
         if core.redis is None:
             return default
-        return await self._arun(self._get_l2(key, default))
+        snap, cmds = self._get_cmds(key)
+        return self._filled(key, await core.al2(core.apipe, cmds), snap, default)
 
     async def aset(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] = ()) -> None:
         await self._arun(self._set([(key, value)], ttl, tags))
