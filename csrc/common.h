@@ -11,6 +11,7 @@
  *   store.c      the hash store tying the above together (entries, index, bounds)
  *   lock.c       the store lock, cooperative with the GIL
  *   localcache.c the Python type LocalCache
+ *   cachedcall.c the Python type CachedCall: a decorated function's hit path
  *   module.c     module init, clock functions, fork hooks
  *
  * clock, wheel, sketch, policy and tags are plain C (no Python.h) so that a C harness

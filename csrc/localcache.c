@@ -530,6 +530,10 @@ static PyObject *lc_get(LocalCacheObject *self, PyObject *const *args, Py_ssize_
 
 static PyObject *lc_getitem(LocalCacheObject *self, PyObject *key) { return lookup(self, key, NULL); }
 
+PyObject *tc_localcache_get(PyObject *cache, PyObject *key, PyObject *dflt) {
+    return lookup((LocalCacheObject *)cache, key, dflt);
+}
+
 static int lc_contains(LocalCacheObject *self, PyObject *key) {
     PyObject *owned = NULL;
     Py_hash_t h;

@@ -15,6 +15,10 @@ void tc_localcache_before_fork(void);
 void tc_localcache_after_fork_parent(void);
 void tc_localcache_after_fork_child(void);
 
+/* cache.get(key, dflt) for another C file: `cache` must be a LocalCache. New reference
+ * to the value or to dflt; NULL with an exception (bad key). */
+PyObject *tc_localcache_get(PyObject *cache, PyObject *key, PyObject *dflt);
+
 /* Parse a TTL argument: None -> TC_NO_DEADLINE when allow_none, else a positive
  * finite number of seconds up to 100 years -> nanoseconds. 0 or -1 with an exception
  * naming `argname`. */

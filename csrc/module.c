@@ -1,18 +1,20 @@
 /*
  * module.c -- tieredcache._core: module init, the clock functions, fork hooks.
  *
- * Multi-phase init (PEP 489); the LocalCache type is a heap type created from its spec
- * at exec time and kept in the module state.
+ * Multi-phase init (PEP 489); the LocalCache and CachedCall types are heap types created
+ * from their specs at exec time and kept in the module state.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 
+#include "cachedcall.h"
 #include "clock.h"
 #include "localcache.h"
 
 typedef struct {
     PyObject *LocalCacheType;
+    PyObject *CachedCallType;
 } module_state;
 
 static PyObject *advance_clock(PyObject *Py_UNUSED(m), PyObject *seconds) {
@@ -73,18 +75,24 @@ static int module_exec(PyObject *m) {
     st->LocalCacheType = PyType_FromModuleAndSpec(m, &tc_localcache_spec, NULL);
     if (st->LocalCacheType == NULL) return -1;
     if (PyModule_AddObjectRef(m, "LocalCache", st->LocalCacheType) < 0) return -1;
+    tc_cachedcall_set_localcache_type((PyTypeObject *)st->LocalCacheType);
+    st->CachedCallType = PyType_FromModuleAndSpec(m, &tc_cachedcall_spec, NULL);
+    if (st->CachedCallType == NULL) return -1;
+    if (PyModule_AddObjectRef(m, "CachedCall", st->CachedCallType) < 0) return -1;
     return 0;
 }
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg) {
     module_state *st = PyModule_GetState(m);
     Py_VISIT(st->LocalCacheType);
+    Py_VISIT(st->CachedCallType);
     return 0;
 }
 
 static int module_clear(PyObject *m) {
     module_state *st = PyModule_GetState(m);
     Py_CLEAR(st->LocalCacheType);
+    Py_CLEAR(st->CachedCallType);
     return 0;
 }
 

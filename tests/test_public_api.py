@@ -50,7 +50,10 @@ def test_the_package_exports_exactly_these_names_sorted():
     assert tieredcache.__all__ == [
         "BackendError", "BackendResponseError", "BackendTimeout", "BackendUnavailable", "CacheError",
         "CircuitOpenError", "ConfigurationError", "LocalCache", "PoolTimeout", "SerializationError",
-        "SignatureError", "TieredCache", "__version__", "register_codec", "testing",
+        "SignatureError", "TTL", "TieredCache", "__version__", "cache_analytics_data",
+        "cache_appointment_slots", "cache_business_intelligence", "cache_static_reference_data", "cached",
+        "configure", "get_cache", "invalidate_appointment_cache", "invalidates", "register_codec",
+        "reset_default_cache", "testing", "warm", "warmer",
     ]
     assert tieredcache.__all__ == sorted(tieredcache.__all__)
     for name in tieredcache.__all__:

@@ -34,6 +34,23 @@ _os.register_at_fork(
 )
 
 from ._tiered import TieredCache  # noqa: E402
+from ._decorators import (  # noqa: E402
+    cached,
+    configure,
+    get_cache,
+    invalidates,
+    reset_default_cache,
+    warm_default as warm,
+    warmer,
+)
+from .presets import (  # noqa: E402
+    TTL,
+    cache_analytics_data,
+    cache_appointment_slots,
+    cache_business_intelligence,
+    cache_static_reference_data,
+    invalidate_appointment_cache,
+)
 
 __all__ = [
     "BackendError",
@@ -47,10 +64,23 @@ __all__ = [
     "PoolTimeout",
     "SerializationError",
     "SignatureError",
+    "TTL",
     "TieredCache",
     "__version__",
+    "cache_analytics_data",
+    "cache_appointment_slots",
+    "cache_business_intelligence",
+    "cache_static_reference_data",
+    "cached",
+    "configure",
+    "get_cache",
+    "invalidate_appointment_cache",
+    "invalidates",
     "register_codec",
+    "reset_default_cache",
     "testing",
+    "warm",
+    "warmer",
 ]
 
 __version__ = "0.1.0"

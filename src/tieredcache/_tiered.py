@@ -358,6 +358,11 @@ class _Core:
             "l2_deletes": 0, "loads": 0, "load_errors": 0, "invalidations_sent": 0,
             "invalidations_received": 0, "l1_flushes": 0, "stale_writes_refused": 0,
         }
+        # decorated functions bound to this cache (id -> _Cached), warmers, listeners
+        self.functions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self.warmers: dict[str, list[Callable]] = {}
+        self.warmers_lock = threading.Lock()
+        self.listeners: list[Callable[[str, dict], Any]] = []
         self.redis = None
         self.redis_url = redis_url
         self._client_args = dict(socket_timeout=socket_timeout, connect_timeout=connect_timeout,
@@ -1307,17 +1312,29 @@ class TieredCache:
         return self._run(self._get_many(keys))
 
     def delete(self, key: str) -> bool:
-        return self._run(self._delete(key))
+        r = self._run(self._delete(key))
+        if self._core.listeners:
+            self._emit("delete", key=key)
+        return r
 
     def invalidate_tags(self, *tags: str) -> int:
-        return self._run(self._invalidate_tags(tags))
+        r = self._run(self._invalidate_tags(tags))
+        if self._core.listeners:
+            self._emit("invalidate_tags", tags=list(tags))
+        return r
 
     def invalidate_prefix(self, prefix: str) -> int:
         prefix = _check_key(prefix)
-        return self._run(self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*"))
+        r = self._run(self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*"))
+        if self._core.listeners:
+            self._emit("invalidate_prefix", prefix=prefix)
+        return r
 
     def clear(self) -> int:
-        return self._run(self._invalidate_matching("clear", [], self._ns.kprefix + "*"))
+        r = self._run(self._invalidate_matching("clear", [], self._ns.kprefix + "*"))
+        if self._core.listeners:
+            self._emit("clear")
+        return r
 
     def _delete_matching(self, pattern: str, kind: str, values: list) -> int:
         """Replay of a queued prefix invalidation or clear (see _Core.replay)."""
@@ -1382,18 +1399,30 @@ class TieredCache:
         return await self._arun(self._get_many(keys))
 
     async def adelete(self, key: str) -> bool:
-        return await self._arun(self._delete(key))
+        r = await self._arun(self._delete(key))
+        if self._core.listeners:
+            self._emit("delete", key=key)
+        return r
 
     async def ainvalidate_tags(self, *tags: str) -> int:
-        return await self._arun(self._invalidate_tags(tags))
+        r = await self._arun(self._invalidate_tags(tags))
+        if self._core.listeners:
+            self._emit("invalidate_tags", tags=list(tags))
+        return r
 
     async def ainvalidate_prefix(self, prefix: str) -> int:
         prefix = _check_key(prefix)
-        return await self._arun(
+        r = await self._arun(
             self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*"))
+        if self._core.listeners:
+            self._emit("invalidate_prefix", prefix=prefix)
+        return r
 
     async def aclear(self) -> int:
-        return await self._arun(self._invalidate_matching("clear", [], self._ns.kprefix + "*"))
+        r = await self._arun(self._invalidate_matching("clear", [], self._ns.kprefix + "*"))
+        if self._core.listeners:
+            self._emit("clear")
+        return r
 
     async def aget_or_set(self, key: str, loader: Callable[[], Any], ttl: float | None = None,
                           tags: Iterable[str] = ()) -> Any:
@@ -1433,7 +1462,106 @@ class TieredCache:
                 if core.flights.get(fkey) is flight:
                     del core.flights[fkey]
 
+    # ---- decorators, warming, listeners (see _decorators.py) ---------------------------
+
+    def cached(self, ttl: float | str | None = None, tags: Iterable[str] | str = (), key: str | None = None,
+               exclude: Iterable[str] | str = (), name: str | None = None) -> Callable[[Callable], Any]:
+        """Cache a function's results in this cache (docs/decorators.md).
+
+        ``ttl`` in seconds or a tier name; ``tags`` and ``key`` are templates over the
+        argument names (``"shop:{shop_id}"``); ``exclude`` names arguments left out of
+        the key (a DB session); ``name`` replaces the qualified name in default keys.
+        """
+        from ._decorators import make_cached
+
+        return make_cached(self, ttl, tags, key, exclude, name)
+
+    def invalidates(self, tags: Iterable[str] | str = (), keys: Iterable[str] | str = ()) -> Callable[[Callable], Any]:
+        """After the decorated function returns (never when it raises), invalidate these
+        tags and delete these keys (templates over its arguments)."""
+        from ._decorators import make_invalidates
+
+        return make_invalidates(self, tags, keys)
+
+    def warmer(self, group: str) -> Callable[[Callable], Callable]:
+        """Register a warmer for ``group`` (shared with this cache's namespace views)."""
+        from ._decorators import make_warmer
+
+        return make_warmer(self._core, group)
+
+    def warmer_groups(self) -> list[str]:
+        return sorted(self._core.warmers)
+
+    def warm(self, *groups: str) -> dict[str, int]:
+        """Run the warmers of these groups (none or "all": every group) against this view;
+        returns the number of entries warmed per group."""
+        from ._decorators import warm
+
+        return warm(self, groups)
+
+    async def awarm(self, *groups: str) -> dict[str, int]:
+        from ._decorators import awarm
+
+        return await awarm(self, groups)
+
+    def add_listener(self, fn: Callable[[str, dict], Any]) -> None:
+        """Call ``fn(event, detail)`` after each delete, invalidate_tags, invalidate_prefix,
+        clear and warm made through this cache or its views (never on reads)."""
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        self._core.listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[str, dict], Any]) -> None:
+        try:
+            self._core.listeners.remove(fn)
+        except ValueError:
+            raise ValueError("fn is not a listener of this cache") from None
+
+    def _emit(self, event: str, **detail: Any) -> None:
+        detail["namespace"] = self._ns.name
+        for fn in list(self._core.listeners):
+            try:
+                fn(event, detail)
+            except Exception:
+                log.exception("tieredcache: listener %r failed on %s", fn, event)
+
     # ---- lifecycle and statistics ----------------------------------------------------
+
+    def report(self) -> list[dict[str, Any]]:
+        """One row per cached function bound to this cache (any namespace), by calls."""
+        rows = [fn.stats() for fn in list(self._core.functions.values())]
+        rows.sort(key=lambda r: (-r["calls"], r["function"]))
+        return rows
+
+    def health(self) -> dict[str, Any]:
+        """L1 occupancy and Redis reachability (a PING, timed)."""
+        core = self._core
+        s = core.l1.stats()
+        l1 = {"entries": s["entries"], "max_entries": s["max_entries"], "bytes": s["bytes"],
+              "max_bytes": s["max_bytes"]}
+        l2: dict[str, Any] = {"enabled": core.redis is not None, "connected": False,
+                              "breaker": core.breaker.state, "ping_ms": None}
+        status = "ok"
+        if core.redis is not None:
+            t0 = time.perf_counter()
+            try:
+                core.redis.execute("PING")
+            except BackendError as exc:
+                l2["error"] = type(exc).__name__
+                status = "degraded"
+            else:
+                l2["ping_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+                l2["connected"] = True
+            l2["invalidations_subscribed"] = core.listener_connected
+            if not core.listener_connected or core.breaker.state != CLOSED:
+                status = "degraded"
+        return {"status": status, "namespace": self._ns.name, "l1": l1, "l2": l2}
+
+    def recommendations(self) -> list[dict[str, Any]]:
+        """Advice drawn from the counters: TTLs, bounds, Redis health."""
+        from ._decorators import recommendations
+
+        return recommendations(self)
 
     def stats(self) -> dict[str, Any]:
         core = self._core
