@@ -62,6 +62,8 @@ _NON_DATA_TYPES = {
 
 
 def _is_non_data_type(t: Any) -> bool:
+    if t is _NonDataName:
+        return True
     if not isinstance(t, type):
         return False
     for k in t.__mro__:
@@ -75,6 +77,25 @@ def _is_depends(obj: Any) -> bool:
         if k.__module__.startswith("fastapi") and k.__name__ in ("Depends", "Security"):
             return True
     return False
+
+
+# A string annotation that cannot be evaluated (a local import under
+# `from __future__ import annotations`) is matched by its last name.
+_NON_DATA_NAMES = {"Request", "Response", "WebSocket", "BackgroundTasks", "HTTPConnection"}
+
+
+def _annotation(func: Callable, ann: Any) -> Any:
+    if not isinstance(ann, str):
+        return ann
+    try:
+        return eval(ann, getattr(func, "__globals__", {}))  # noqa: S307 - the function's own annotation
+    except Exception:
+        name = ann.rsplit(".", 1)[-1].strip()
+        return _NonDataName if name in _NON_DATA_NAMES else ann
+
+
+class _NonDataName:
+    """Stands for an unresolvable annotation naming a request or response type."""
 
 
 def _is_non_data_value(v: Any) -> bool:
@@ -117,16 +138,12 @@ class _Params:
             if name not in self.names:
                 raise ValueError(f"exclude names {name!r}, which is not an argument of {func.__qualname__} "
                                  f"(arguments: {', '.join(self.names) or 'none'})")
-        try:
-            hints = typing.get_type_hints(func, include_extras=True)
-        except Exception:
-            hints = {}
         included = []
         for i, p in enumerate(params):
             skip = p.name in exclude
             if i == 0 and p.name in ("self", "cls"):
                 skip = True
-            ann = hints.get(p.name, p.annotation)
+            ann = _annotation(func, p.annotation)
             if typing.get_origin(ann) is typing.Annotated:
                 if any(_is_depends(m) for m in ann.__metadata__):
                     skip = True
@@ -267,11 +284,17 @@ class _Cached:
         self.name = name or _qualified_name(func)
         if isinstance(tags, str):
             tags = (tags,)
-        self.tags = tuple(Template(t, self.params.names, "tag") if "{" in t else _plain_tag(t) for t in tags)
+        try:
+            tags = tuple(tags)
+        except TypeError:
+            raise TypeError(f"tags must be an iterable of str, not {type(tags).__name__}") from None
+        self.tags = tuple(Template(t, self.params.names, "tag") if isinstance(t, str) and "{" in t else _plain_tag(t)
+                          for t in tags)
         self.dynamic_tags = any(isinstance(t, Template) for t in self.tags)
         self.template = Template(key, self.params.names, "key") if key is not None else None
         self.is_async = inspect.iscoroutinefunction(func)
         self.view: Any = None
+        self.owner: Any = None  # weakref to the decorated object (its .cache follows bind())
         self.lock = threading.Lock()
         # counters of the Python paths (the C side counts its own hits)
         self.py_hits = 0
@@ -321,6 +344,9 @@ class _Cached:
                 self.call._bind(core.l1 if core.enabled else None, view._ns.l1prefix)
                 self.view = view
                 core.functions[id(self)] = self
+                owner = self.owner() if self.owner is not None else None
+                if owner is not None:
+                    owner.cache = view
         return view
 
     def unbind(self) -> None:
@@ -484,6 +510,8 @@ def make_cached(source: Any, ttl: Any = None, tags: Any = (), key: Any = None, e
     if callable(ttl) and not isinstance(ttl, (int, float, str)):
         raise TypeError("cached needs parentheses: write @cache.cached() (or @cache.cached(ttl=...))")
     check_ttl(ttl)  # fail at decoration time
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
 
     def decorate(func: Callable) -> Any:
         spec = _Cached(func, source, ttl, tags, key, exclude, name)
@@ -503,6 +531,8 @@ def make_cached(source: Any, ttl: Any = None, tags: Any = (), key: Any = None, e
             obj = spec.call
             functools.update_wrapper(obj, func)
         obj._tc = spec
+        spec.owner = weakref.ref(obj)
+        obj.cache = source
         obj.cache_key = spec.cache_key
         obj.uncached = func
         obj.stats = spec.stats
