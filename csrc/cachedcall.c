@@ -12,8 +12,8 @@
  *        parts and argument values (the same text _keys.py builds; see there);
  *     3. looks the key up in the bound LocalCache; a hit returns the value.
  *
- *   Anything else -- an argument type this file does not encode (only exact str, int,
- *   float, bool and None are), a non-ASCII key, a key longer than the buffer, a call
+ *   Anything else -- an argument type this file does not encode (exact str, int, float,
+ *   bool, None, bytes, date/time types and Decimal are), a key longer than the buffer, a call
  *   that does not bind (which must raise the TypeError Python would), no cache bound
  *   yet -- and every miss calls `miss(l1key_or_None, *args, **kwargs)`, the Python slow
  *   path, which owns reading L2, calling the function and storing the result.
@@ -91,30 +91,60 @@ static inline uint64_t now_ns(void) {
 
 /* ---- key text ----------------------------------------------------------------------- */
 
+/* The key is written as ASCII bytes into a stack buffer. A piece of text that is not
+ * ASCII (the repr of "zoë") is kept as a str object instead: the bytes written so far
+ * become a str, both go to `pieces`, and the key is joined at the end. `chars` counts
+ * characters either way (for the length limit shared with _keys.py). */
 typedef struct {
-    char *p, *end;
+    char *p, *end, *start;
+    PyObject *pieces; /* list or NULL while everything is ASCII */
+    Py_ssize_t chars;
 } kbuf;
 
+#define PUT_DEFER (-1)  /* not encodable here: the Python path */
+#define PUT_ERROR (-2)  /* exception set */
+
 TC_INLINE int put(kbuf *b, const char *s, Py_ssize_t n) {
-    if (TC_UNLIKELY(b->end - b->p < n)) return -1;
+    if (TC_UNLIKELY(b->end - b->p < n)) return PUT_DEFER;
     memcpy(b->p, s, (size_t)n);
     b->p += n;
+    b->chars += n;
     return 0;
 }
 
-/* Append an ASCII str verbatim. -1: does not fit or is not ASCII. */
-TC_INLINE int put_ascii_str(kbuf *b, PyObject *s) {
-    if (!PyUnicode_IS_ASCII(s)) return -1;
-    return put(b, (const char *)PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s));
+/* Append a str: copied when ASCII, else kept as an object. */
+static int put_str(kbuf *b, PyObject *s) {
+    if (PyUnicode_IS_ASCII(s)) return put(b, (const char *)PyUnicode_DATA(s), PyUnicode_GET_LENGTH(s));
+    if (b->pieces == NULL) {
+        b->pieces = PyList_New(0);
+        if (b->pieces == NULL) return PUT_ERROR;
+    }
+    if (b->p > b->start) {
+        PyObject *ascii = PyUnicode_FromStringAndSize(b->start, b->p - b->start);
+        if (ascii == NULL) return PUT_ERROR;
+        int rc = PyList_Append(b->pieces, ascii);
+        Py_DECREF(ascii);
+        if (rc < 0) return PUT_ERROR;
+        b->p = b->start; /* the buffer restarts empty (capacity is per stretch; fine) */
+    }
+    if (PyList_Append(b->pieces, s) < 0) return PUT_ERROR;
+    b->chars += PyUnicode_GET_LENGTH(s);
+    return 0;
+}
+
+/* Append text produced by a Python call (repr, format); `made` is a new reference. */
+static int put_made(kbuf *b, PyObject *made) {
+    if (made == NULL) return PUT_ERROR;
+    int rc = PyUnicode_Check(made) ? put_str(b, made) : PUT_DEFER;
+    Py_DECREF(made);
+    return rc;
 }
 
 static int put_long(kbuf *b, PyObject *v) {
     int overflow;
     long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (overflow || (x == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
-        return -1; /* big ints: the Python side */
-    }
+    if (overflow) return put_made(b, PyObject_Repr(v));
+    if (x == -1 && PyErr_Occurred()) return PUT_ERROR;
     char tmp[24], *q = tmp + sizeof tmp;
     unsigned long long u = x < 0 ? 0ull - (unsigned long long)x : (unsigned long long)x;
     do {
@@ -127,34 +157,44 @@ static int put_long(kbuf *b, PyObject *v) {
 
 static int put_float(kbuf *b, PyObject *v) {
     char *s = PyOS_double_to_string(PyFloat_AS_DOUBLE(v), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (s == NULL) {
-        PyErr_Clear();
-        return -1;
-    }
+    if (s == NULL) return PUT_ERROR;
     int rc = put(b, s, (Py_ssize_t)strlen(s));
     PyMem_Free(s);
     return rc;
 }
 
-/* repr() of an exact str when it is plain ASCII with no quote, backslash or control
- * character (repr is then the text between single quotes); -1 otherwise. */
+/* repr() of an exact str: plain printable ASCII without quote or backslash is written
+ * directly between single quotes; anything else asks repr() itself. */
 static int put_str_repr(kbuf *b, PyObject *s) {
-    if (!PyUnicode_IS_ASCII(s)) return -1;
-    const unsigned char *d = PyUnicode_DATA(s);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = d[i];
-        if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\') return -1;
+    if (PyUnicode_IS_ASCII(s)) {
+        const unsigned char *d = PyUnicode_DATA(s);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(s), i;
+        for (i = 0; i < n; i++) {
+            unsigned char c = d[i];
+            if (c < 0x20 || c >= 0x7f || c == '\'' || c == '\\') break;
+        }
+        if (i == n) {
+            if (b->end - b->p < n + 2) return PUT_DEFER;
+            *b->p++ = '\'';
+            memcpy(b->p, d, (size_t)n);
+            b->p += n;
+            *b->p++ = '\'';
+            b->chars += n + 2;
+            return 0;
+        }
     }
-    if (b->end - b->p < n + 2) return -1;
-    *b->p++ = '\'';
-    memcpy(b->p, d, (size_t)n);
-    b->p += n;
-    *b->p++ = '\'';
-    return 0;
+    return put_made(b, PyObject_Repr(s));
 }
 
-/* The _keys encoding of one argument. -1: defer to Python (no exception set). */
+/* Exact types of the standard library whose key text is their repr (see _keys.py). */
+static int is_repr_type(PyTypeObject *t) {
+    const char *n = t->tp_name;
+    return strcmp(n, "datetime.date") == 0 || strcmp(n, "datetime.datetime") == 0 ||
+           strcmp(n, "datetime.time") == 0 || strcmp(n, "datetime.timedelta") == 0 ||
+           strcmp(n, "decimal.Decimal") == 0;
+}
+
+/* The _keys encoding of one argument. */
 static int put_arg(kbuf *b, PyObject *v) {
     PyTypeObject *t = Py_TYPE(v);
     if (t == &PyUnicode_Type) return put_str_repr(b, v);
@@ -163,19 +203,21 @@ static int put_arg(kbuf *b, PyObject *v) {
     if (v == Py_True) return put(b, "True", 4);
     if (v == Py_False) return put(b, "False", 5);
     if (t == &PyFloat_Type) return put_float(b, v);
-    return -1;
+    if (t == &PyBytes_Type || is_repr_type(t)) return put_made(b, PyObject_Repr(v));
+    return PUT_DEFER;
 }
 
-/* format(v, "") of one template argument. -1: defer. */
+/* format(v, "") of one template argument (templates check nothing else for these). */
 static int put_field(kbuf *b, PyObject *v) {
     PyTypeObject *t = Py_TYPE(v);
-    if (t == &PyUnicode_Type) return put_ascii_str(b, v);
+    if (t == &PyUnicode_Type) return put_str(b, v);
     if (t == &PyLong_Type) return put_long(b, v);
     if (v == Py_None) return put(b, "None", 4);
     if (v == Py_True) return put(b, "True", 4);
     if (v == Py_False) return put(b, "False", 5);
     if (t == &PyFloat_Type) return put_float(b, v);
-    return -1;
+    if (t == &PyBytes_Type || is_repr_type(t)) return put_made(b, PyObject_Format(v, NULL));
+    return PUT_DEFER;
 }
 
 /* Bind the call into vals[] (borrowed). -1: defer (Python raises whatever applies). */
@@ -212,38 +254,53 @@ static int bind_args(CachedCallObject *self, PyObject *const *args, Py_ssize_t n
     return 0;
 }
 
-/* The L1 key of this call as a new str, or NULL (no exception) to defer. */
+/* The L1 key of this call as a new str, or NULL: with an exception set on an error,
+ * without one to defer to the Python path. */
 static PyObject *build_key(CachedCallObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     PyObject *vals[TC_MAX_PARAMS];
     char buf[TC_KEYBUF];
-    kbuf b = {buf, buf + sizeof buf};
+    kbuf b = {buf, buf + sizeof buf, buf, NULL, 0};
+    PyObject *key = NULL;
+    int rc = 0;
     if (!self->armed || bind_args(self, args, nargs, kwnames, vals) < 0) return NULL;
-    if (put(&b, self->prefix, self->prefix_len) < 0) return NULL;
+    if ((rc = put(&b, self->prefix, self->prefix_len)) < 0) goto done;
     if (self->mode == MODE_ARGS) {
-        char *start = b.p;
+        Py_ssize_t start = b.chars;
         int first = 1;
         for (Py_ssize_t i = 0; i < self->nparams; i++) {
             if (!self->included[i]) continue;
-            if (!first && put(&b, ",", 1) < 0) return NULL;
+            if (!first && (rc = put(&b, ",", 1)) < 0) goto done;
             first = 0;
-            if (put_arg(&b, vals[i]) < 0) return NULL;
+            if ((rc = put_arg(&b, vals[i])) < 0) goto done;
         }
-        if (b.p - start > TC_MAX_ARGTEXT) return NULL; /* hashed by the Python side */
-        if (put(&b, ")", 1) < 0) return NULL;
+        if (b.chars - start > TC_MAX_ARGTEXT) { /* hashed by the Python side */
+            rc = PUT_DEFER;
+            goto done;
+        }
+        if ((rc = put(&b, ")", 1)) < 0) goto done;
     } else {
         for (Py_ssize_t i = 0; i < self->nparts; i++) {
             tc_part *pt = &self->parts[i];
-            if (pt->lit != NULL) {
-                if (put(&b, pt->lit, pt->len) < 0) return NULL;
-            } else if (put_field(&b, vals[pt->idx]) < 0) {
-                return NULL;
-            }
+            rc = pt->lit != NULL ? put(&b, pt->lit, pt->len) : put_field(&b, vals[pt->idx]);
+            if (rc < 0) goto done;
         }
     }
-    Py_ssize_t len = b.p - buf;
-    PyObject *key = PyUnicode_New(len, 127);
-    if (key == NULL) return NULL; /* MemoryError stays set: the caller checks */
-    memcpy(PyUnicode_DATA(key), buf, (size_t)len);
+    Py_ssize_t len = b.p - b.start;
+    if (b.pieces == NULL) {
+        key = PyUnicode_New(len, 127);
+        if (key != NULL) memcpy(PyUnicode_DATA(key), buf, (size_t)len);
+    } else {
+        PyObject *tail = PyUnicode_FromStringAndSize(b.start, len);
+        if (tail != NULL && PyList_Append(b.pieces, tail) == 0) {
+            PyObject *empty = PyUnicode_FromStringAndSize(NULL, 0);
+            if (empty != NULL) key = PyUnicode_Join(empty, b.pieces);
+            Py_XDECREF(empty);
+        }
+        Py_XDECREF(tail);
+    }
+done:
+    Py_XDECREF(b.pieces);
+    if (rc == PUT_DEFER) PyErr_Clear(); /* (none is set; defensive) */
     return key;
 }
 
