@@ -249,6 +249,11 @@ def get_cache() -> Any:
     return cache
 
 
+def peek_default_cache() -> Any:
+    """The default cache if there is one, without creating it."""
+    return _default
+
+
 def reset_default_cache() -> None:
     """Forget the default cache (closing it if ``get_cache``/``configure`` created it)."""
     global _default, _default_owned

@@ -855,6 +855,11 @@ class TieredCache:
     def name(self) -> str:
         return self._ns.name
 
+    @property
+    def default_ttl(self) -> float | None:
+        """The TTL of entries stored without one (seconds; None: no expiry)."""
+        return self._core.default_ttl
+
     def redis_key(self, key: str) -> str:
         return self._ns.kprefix + _check_key(key)
 
@@ -1586,6 +1591,13 @@ class TieredCache:
         """Stop the invalidation listener and close connections (views: no-op)."""
         if self._is_root:
             self._core.close()
+
+    async def arelease(self) -> None:
+        """Close the Redis connections opened for the running event loop (the cache stays
+        open for other loops and threads): for an app whose loop ends before the cache."""
+        client = self._core.aclients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     async def aclose(self) -> None:
         core = self._core

@@ -1,0 +1,4 @@
+"""Framework integrations: ``tieredcache.contrib.fastapi`` and ``tieredcache.contrib.flask``.
+
+Each module imports its framework, so import only the one you use.
+"""
