@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["docs/decorators.md", "docs/fastapi.md"]
+DOCS = ["docs/decorators.md", "docs/fastapi.md", "docs/flask.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
