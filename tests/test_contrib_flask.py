@@ -560,6 +560,7 @@ def test_errors_redirects_cookies_session_writes_no_store_vary_and_206_are_never
     assert first.headers["X-Cache"] == second.headers["X-Cache"] == "MISS"
     assert calls[path.strip("/")] == 2
     assert first.status_code == second.status_code
+    assert cache.stats()["load_errors"] == 0  # not stored is not an error
 
 
 def test_a_view_that_raises_is_never_cached_and_its_error_handler_answers(cache: TieredCache) -> None:

@@ -28,7 +28,7 @@ import tieredcache
 from tieredcache import TieredCache, _keys
 from tieredcache.testing import advance_clock
 
-from tiered_helpers import redis_caches, wait_until  # noqa: F401 - fixture
+from tiered_helpers import rawr, redis_caches, wait_until  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -991,3 +991,32 @@ def test_invalidate_helper_reaches_every_process(redis_caches):
     assert b2._probe("555") == 100
     b1.invalidate("555")
     assert wait_until(lambda: b2._probe("555") is tieredcache._decorators._MISSING)
+
+
+# ---- not storing a result ------------------------------------------------------------------
+
+
+def test_a_function_returning_nostore_answers_without_caching(cache):
+    runs = Calls()
+
+    @cache.cached()
+    def search(q):
+        runs(q)
+        return tieredcache.NoStore([]) if q == "none" else [q]
+
+    assert search("none") == [] and search("none") == []
+    assert runs.n == 2
+    assert search("x") == ["x"] and search("x") == ["x"]
+    assert runs.n == 3
+    s = search.stats()
+    assert s["errors"] == 0 and s["misses"] == 3
+    assert cache.get_or_set("k", lambda: tieredcache.NoStore(5)) == 5
+    assert cache.get("k") is None
+
+
+def test_nostore_with_redis_stores_nothing_there_either(redis_caches, rawr):
+    c = redis_caches(lock_timeout=1.0)
+    assert c.get_or_set("k", lambda: tieredcache.NoStore("page")) == "page"
+    assert not rawr.exists(c.redis_key("k"))
+    assert c.get_or_set("k", lambda: "v") == "v"
+    assert rawr.exists(c.redis_key("k"))

@@ -49,7 +49,7 @@ def stub_class(name):
 def test_the_package_exports_exactly_these_names_sorted():
     assert tieredcache.__all__ == [
         "BackendError", "BackendResponseError", "BackendTimeout", "BackendUnavailable", "CacheError",
-        "CircuitOpenError", "ConfigurationError", "LocalCache", "PoolTimeout", "SerializationError",
+        "CircuitOpenError", "ConfigurationError", "LocalCache", "NoStore", "PoolTimeout", "SerializationError",
         "SignatureError", "TTL", "TieredCache", "__version__", "cache_analytics_data",
         "cache_appointment_slots", "cache_business_intelligence", "cache_static_reference_data", "cached",
         "configure", "get_cache", "invalidate_appointment_cache", "invalidates", "register_codec",

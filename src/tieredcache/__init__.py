@@ -33,7 +33,7 @@ _os.register_at_fork(
     after_in_child=_after_fork_child,
 )
 
-from ._tiered import TieredCache  # noqa: E402
+from ._tiered import NoStore, TieredCache  # noqa: E402
 from ._decorators import (  # noqa: E402
     cached,
     configure,
@@ -61,6 +61,7 @@ __all__ = [
     "CircuitOpenError",
     "ConfigurationError",
     "LocalCache",
+    "NoStore",
     "PoolTimeout",
     "SerializationError",
     "SignatureError",

@@ -281,6 +281,19 @@ class _Flight:
         return await fut
 
 
+class NoStore:
+    """Returned by a loader (or a cached function): ``get_or_set`` and the decorators give
+    the caller ``value`` and store nothing (an error page, an empty result)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"NoStore({self.value!r})"
+
+
 class _LeaderCancelled(Exception):
     """The task loading a key was cancelled; a waiter retries the load itself."""
 
@@ -1225,6 +1238,10 @@ class TieredCache:
             core.stats["load_errors"] += 1
             raise
         load_ms = int((time.perf_counter() - start) * 1000)
+        if type(value) is NoStore:  # the loader's answer, not to be cached
+            if seen is not None and core.lock_timeout is not None:
+                yield ("pipe", [self._evalsha(_UNLOCK_LUA, [self._lock_key(key)], [core.origin])])
+            return value.value
         if seen is not None:
             r = yield ("pipe", [self._cas_cmd(key, value, ttl, tags, seen, load_ms)])
             if core.lock_timeout is not None:

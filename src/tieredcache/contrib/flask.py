@@ -73,7 +73,7 @@ from werkzeug.http import parse_etags, unquote_etag
 
 from .._decorators import check_ttl
 from .._errors import ConfigurationError
-from .._tiered import TieredCache
+from .._tiered import NoStore, TieredCache
 from ._admin import ACTIONS, AdminActions, bearer_status
 
 __all__ = ["TieredCacheFlask", "cache_admin_blueprint"]
@@ -382,10 +382,6 @@ class TieredCacheFlask:
 # =========================================================================================
 
 
-class _Uncacheable(Exception):
-    """Raised by the loader of a view whose response must not be stored."""
-
-
 class _CachedView:
     """One view decorated with ``cached_view``: its options, and how a request is served.
 
@@ -423,18 +419,16 @@ class _CachedView:
         tags = tuple(t.format_map(kwargs) for t in self.templates) if self.templates else ()
         ran: list[Response] = []
 
-        def load() -> dict[str, Any]:
+        def load() -> Any:
             response = self._call(args, kwargs)
             ran.append(response)
             entry = self._entry(response, cache)
-            if entry is None:
-                raise _Uncacheable()
-            return entry
+            return NoStore(None) if entry is None else entry
 
-        try:
-            entry = cache.get_or_set(key, load, ttl=self.ttl, tags=tags)
-        except _Uncacheable:
-            # ours: answer with what the view returned; another request's: run the view
+        entry = cache.get_or_set(key, load, ttl=self.ttl, tags=tags)
+        if entry is None:
+            # not storable: ours, answer with what the view returned; another request's
+            # (this one waited on it): run the view
             response = ran[0] if ran else self._call(args, kwargs)
             response.headers["X-Cache"] = "MISS"
             return response
