@@ -1,12 +1,18 @@
 """Every Python code block in these documents runs, so the docs cannot rot.
 
-Each block runs in a fresh process (as a reader pasting it would), with this checkout's
-package on the path and the default cache unset. A block that needs Redis gets
-``REDIS_URL`` from the test's private server.
+The blocks of one document run in order, in a directory of their own, with this
+checkout's package on the path, as a reader following the page would run them:
+
+- a block whose first line is ``# name.py`` is saved as that file (a module the next
+  blocks import, a ``conftest.py``); if the name starts with ``test_`` it is also run
+  with pytest;
+- another block that defines ``test_`` functions is run with pytest;
+- any other block is run with ``python``.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -16,28 +22,43 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["docs/decorators.md", "docs/fastapi.md", "docs/flask.md"]
+DOCS = ["docs/decorators.md", "docs/fastapi.md", "docs/flask.md", "docs/testing.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+NAMED = re.compile(r"#\s*([\w.-]+\.py)\s*$")
 
 
-def blocks():
-    for doc in DOCS:
-        text = (ROOT / doc).read_text()
-        for i, m in enumerate(BLOCK.finditer(text)):
-            line = text.count("\n", 0, m.start()) + 2
-            yield pytest.param(doc, line, m.group(1), id=f"{doc}:{line}")
+def blocks(doc: str) -> list[tuple[int, str]]:
+    text = (ROOT / doc).read_text()
+    return [(text.count("\n", 0, m.start()) + 2, m.group(1)) for m in BLOCK.finditer(text)]
 
 
-@pytest.mark.parametrize("doc,line,code", list(blocks()))
-def test_code_block_runs(doc, line, code, tmp_path):
-    script = tmp_path / "block.py"
-    script.write_text(code)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CACHE_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *sys.path])
-    r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 0, f"{doc}:{line} failed:\n{r.stderr}"
+def _plugin_flags() -> list[str]:
+    """Load our pytest plugin in the inner runs unless its entry point already does."""
+    eps = importlib.metadata.entry_points(group="pytest11")
+    if any(ep.value == "tieredcache.pytest_plugin" for ep in eps):
+        return []
+    return ["-p", "tieredcache.pytest_plugin"]
 
 
-def test_the_documents_have_code_blocks():
-    assert len(list(blocks())) >= 8
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_code_block_of_the_document_runs(doc, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "CACHE_", "PYTEST_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT / "src"), *sys.path])
+    found = blocks(doc)
+    assert found, f"{doc} has no python code blocks"
+    for line, code in found:
+        first = code.split("\n", 1)[0]
+        named = NAMED.fullmatch(first)
+        name = named.group(1) if named else f"block_{line}.py"
+        is_test = name.startswith("test_") or (not named and re.search(r"^def test_", code, re.M))
+        if is_test and not named:
+            name = f"test_block_{line}.py"
+        (tmp_path / name).write_text(code)
+        if named and not is_test:
+            continue  # a module or conftest the following blocks use
+        if is_test:
+            cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *_plugin_flags(), name]
+        else:
+            cmd = [sys.executable, name]
+        r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{doc}:{line} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"

@@ -23,6 +23,7 @@ COUNTERS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -30,7 +31,7 @@ import threading
 import time
 import typing
 import weakref
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from . import _core
 from ._keys import OMITTED, Template, call_key, encode_args
@@ -247,6 +248,30 @@ def get_cache() -> Any:
                 _adopt_default_warmers(_default)
             cache = _default
     return cache
+
+
+@contextlib.contextmanager
+def installed_default(cache: Any) -> Iterator[Any]:
+    """Within the block, ``cache`` is the default cache (not owned: never closed here);
+    afterwards the previous default comes back as it was, ownership included."""
+    global _default, _default_owned
+    from ._tiered import TieredCache
+
+    if not isinstance(cache, TieredCache):
+        raise TypeError(f"cache must be a TieredCache, not {type(cache).__name__}")
+    with _default_lock:
+        saved = (_default, _default_owned)
+        _default, _default_owned = cache, False
+        _adopt_default_warmers(cache)
+        for c in list(_default_bound):
+            c.unbind()
+    try:
+        yield cache
+    finally:
+        with _default_lock:
+            _default, _default_owned = saved
+            for c in list(_default_bound):
+                c.unbind()
 
 
 def peek_default_cache() -> Any:

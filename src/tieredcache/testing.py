@@ -13,6 +13,18 @@ clock was advanced then live longer than their TTL, which is safe but worth know
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._core import advance_clock, monotonic as cache_time, reset_clock
 
 __all__ = ["advance_clock", "cache_time", "reset_clock"]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisServer (a private redis-server for tests; the pytest plugin's redis_server
+    # fixture yields one) loads on first use
+    if name == "RedisServer":
+        from ._redis_server import RedisServer
+
+        return RedisServer
+    raise AttributeError(f"module 'tieredcache.testing' has no attribute {name!r}")
