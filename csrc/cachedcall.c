@@ -27,8 +27,9 @@
  *     swap it from another thread while a lookup waits on the store lock.
  *
  * COUNTERS
- *   hits (C path), and one hit in TC_SAMPLE_EVERY timed with CLOCK_MONOTONIC (sampled,
- *   sampled_ns), for the per-function report at ~1 ns per call on average.
+ *   hits (C path), and, while monitoring is on, one hit in TC_SAMPLE_EVERY timed with
+ *   CLOCK_MONOTONIC into a fixed-bucket histogram (sampled, sampled_ns, max_ns, hist),
+ *   for the per-function report at ~1 ns per call on average.
  *
  * COMPLEXITY
  *   O(parameters + key length) per call, no allocation beyond the key string.
@@ -45,6 +46,15 @@
 #define TC_KEYBUF 512
 #define TC_MAX_ARGTEXT 250 /* _keys.MAX_KEY_TEXT */
 #define TC_SAMPLE_EVERY 16
+
+/* Latency buckets of sampled hits: upper bounds in ns, then +Inf. Equal to
+ * tieredcache._metrics.BOUNDS_NS (a test checks). */
+static const uint64_t TC_HIST_BOUNDS_NS[] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 500000000,
+    1000000000, 2500000000u, 5000000000u, 10000000000u,
+};
+#define TC_HIST_N ((int)(sizeof TC_HIST_BOUNDS_NS / sizeof TC_HIST_BOUNDS_NS[0]) + 1)
 
 enum { MODE_DEFER = 0, MODE_ARGS = 1, MODE_TEMPLATE = 2 };
 enum { KIND_POSONLY = 0, KIND_POS_OR_KW = 1, KIND_KWONLY = 3 };
@@ -74,7 +84,9 @@ typedef struct {
     unsigned char kinds[TC_MAX_PARAMS], included[TC_MAX_PARAMS];
     tc_part *parts;
     Py_ssize_t nparts;
-    uint64_t hits, sampled, sampled_ns;
+    uint64_t hits, sampled, sampled_ns, max_ns;
+    uint64_t hist[TC_HIST_N];
+    int monitor;           /* sample hit latencies (CACHE_MONITORING_ENABLED) */
     PyObject *dict;
     PyObject *weakreflist;
 } CachedCallObject;
@@ -344,20 +356,26 @@ static PyObject *call_miss(CachedCallObject *self, PyObject *key, PyObject *cons
     return r;
 }
 
+static void record_sample(CachedCallObject *self, uint64_t ns) {
+    int i = 0;
+    while (i < TC_HIST_N - 1 && ns > TC_HIST_BOUNDS_NS[i]) i++;
+    self->hist[i]++;
+    self->sampled++;
+    self->sampled_ns += ns;
+    if (ns > self->max_ns) self->max_ns = ns;
+}
+
 static PyObject *cc_vectorcall(CachedCallObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     uint64_t t0 = 0;
-    int timed = (self->hits % TC_SAMPLE_EVERY) == 0;
+    int timed = self->monitor && (self->hits % TC_SAMPLE_EVERY) == 0;
     if (timed) t0 = now_ns();
     PyObject *key;
     PyObject *value = lookup_call(self, args, nargs, kwnames, &key);
     if (value == NULL) return NULL;
     if (TC_LIKELY(value != self->missing)) {
         self->hits++;
-        if (timed) {
-            self->sampled++;
-            self->sampled_ns += now_ns() - t0;
-        }
+        if (timed) record_sample(self, now_ns() - t0);
         return value;
     }
     Py_DECREF(value);
@@ -499,6 +517,7 @@ static PyObject *cc_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->miss = Py_NewRef(miss);
     self->name = Py_NewRef(name);
     self->missing = Py_NewRef(missing);
+    self->monitor = 1;
     if (parse_params(self, params) < 0 || parse_template(self, template) < 0) {
         Py_DECREF(self);
         return NULL;
@@ -552,12 +571,31 @@ static PyObject *cc_bind(CachedCallObject *self, PyObject *const *args, Py_ssize
 }
 
 static PyObject *cc_counters(CachedCallObject *self, PyObject *Py_UNUSED(ignored)) {
-    return Py_BuildValue("(KKK)", (unsigned long long)self->hits, (unsigned long long)self->sampled,
-                         (unsigned long long)self->sampled_ns);
+    PyObject *hist = PyTuple_New(TC_HIST_N);
+    if (hist == NULL) return NULL;
+    for (int i = 0; i < TC_HIST_N; i++) {
+        PyObject *n = PyLong_FromUnsignedLongLong(self->hist[i]);
+        if (n == NULL) {
+            Py_DECREF(hist);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(hist, i, n);
+    }
+    return Py_BuildValue("(KKKKN)", (unsigned long long)self->hits, (unsigned long long)self->sampled,
+                         (unsigned long long)self->sampled_ns, (unsigned long long)self->max_ns, hist);
 }
 
 static PyObject *cc_reset_counters(CachedCallObject *self, PyObject *Py_UNUSED(ignored)) {
-    self->hits = self->sampled = self->sampled_ns = 0;
+    self->hits = self->sampled = self->sampled_ns = self->max_ns = 0;
+    memset(self->hist, 0, sizeof self->hist);
+    Py_RETURN_NONE;
+}
+
+/* _monitor(flag): turn the sampling of hit latencies on or off. */
+static PyObject *cc_monitor(CachedCallObject *self, PyObject *flag) {
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) return NULL;
+    self->monitor = on;
     Py_RETURN_NONE;
 }
 
@@ -616,7 +654,9 @@ static PyMethodDef cc_methods[] = {
      "_probe(*args, **kwargs)\n--\n\nThe cached value of this call from L1, or the missing sentinel."},
     {"_key", (PyCFunction)(void (*)(void))cc_key, METH_FASTCALL | METH_KEYWORDS,
      "_key(*args, **kwargs)\n--\n\nThe L1 key the C path builds for this call, or None if it defers."},
-    {"_counters", (PyCFunction)cc_counters, METH_NOARGS, "(hits, sampled, sampled_ns) of the C hit path."},
+    {"_counters", (PyCFunction)cc_counters, METH_NOARGS,
+     "(hits, sampled, sampled_ns, max_ns, histogram counts) of the C hit path."},
+    {"_monitor", (PyCFunction)cc_monitor, METH_O, "_monitor(flag, /)\n--\n\nSample hit latencies (or stop)."},
     {"_reset_counters", (PyCFunction)cc_reset_counters, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -550,9 +550,11 @@ def test_the_entry_is_stored_at_its_redis_key(redis_caches, rawr):
 # ---- stats --------------------------------------------------------------------------------
 
 L2_STATS = {"enabled", "hits", "misses", "errors", "timeouts", "sets", "deletes", "breaker",
-            "breaker_transitions", "connected"}
+            "breaker_transitions", "connected", "reconnects", "hit_rate", "latency"}
 TOP_STATS = {"namespace", "l1", "l2", "loads", "load_errors", "invalidations_sent",
-             "invalidations_received", "l1_flushes", "stale_writes_refused"}
+             "invalidations_received", "l1_flushes", "stale_writes_refused", "monitoring",
+             "uptime_seconds", "warmed", "functions"}
+INT_STATS = TOP_STATS - {"namespace", "l1", "l2", "monitoring", "uptime_seconds", "functions"}
 
 
 def test_stats_has_the_documented_shape(cache, tier):
@@ -567,10 +569,11 @@ def test_stats_has_the_documented_shape(cache, tier):
     assert stats["l2"]["enabled"] is (tier == "redis")
     assert stats["l2"]["connected"] is (tier == "redis")  # the invalidation subscriber
     assert stats["l2"]["breaker"] == "closed"
-    for name in TOP_STATS - {"namespace", "l1", "l2"}:
+    for name in INT_STATS:
         assert type(stats[name]) is int
-    for name in L2_STATS - {"enabled", "breaker", "connected"}:
+    for name in L2_STATS - {"enabled", "breaker", "connected", "hit_rate", "latency"}:
         assert type(stats["l2"][name]) is int
+    assert stats["monitoring"] is True and stats["functions"] == []
     assert stats["loads"] == 1
     assert stats["l1"]["hits"] >= 1
 

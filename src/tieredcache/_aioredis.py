@@ -253,6 +253,10 @@ class AsyncRedisClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: deque[_AConn] | _ClosedIdle = deque()
         self._conns: weakref.WeakSet[_AConn] = weakref.WeakSet()
+        # connections lost to an error or a server close, and the ones opened since to
+        # replace them (stats: l2 reconnects)
+        self.lost = 0
+        self.reconnects = 0
         self._count = 0
         self._waiters: deque[asyncio.Future[_AConn | None]] = deque()
         self._closed = False
@@ -470,6 +474,9 @@ class AsyncRedisClient:
             self._give_slot()
             raise
         self._conns.add(conn)
+        if self.lost:
+            self.lost -= 1
+            self.reconnects += 1
         return conn
 
     def _release(self, conn: _AConn) -> None:
@@ -500,6 +507,7 @@ class AsyncRedisClient:
     def _discard(self, conn: _AConn) -> None:
         conn.close()
         self._conns.discard(conn)
+        self.lost += 1
         self._count -= 1
         self._give_slot()
 

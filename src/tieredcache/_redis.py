@@ -519,6 +519,10 @@ class RedisClient:
         )
         self._idle: deque[_Conn] | _ClosedIdle = deque()
         self._conns: weakref.WeakSet[_Conn] = weakref.WeakSet()
+        # connections lost to an error or a server close, and the ones opened since to
+        # replace them (stats: l2 reconnects)
+        self.lost = 0
+        self.reconnects = 0
         self._connecting = 0
         self._waiters = 0
         # ``with self._lock`` (a C context manager), never ``with self._cond``: the
@@ -707,6 +711,9 @@ class RedisClient:
                     self._connecting -= 1
                     if conn is not None:
                         self._conns.add(conn)
+                        if self.lost:
+                            self.lost -= 1
+                            self.reconnects += 1
                     else:
                         cond.notify()
 
@@ -718,6 +725,7 @@ class RedisClient:
         conn.close()
         with self._lock:
             self._conns.discard(conn)
+            self.lost += 1
             self._cond.notify()
 
     def _recover(self, conn: _Conn, exc: BaseException, packed: bytes, n: int, replies: list[Any] | None) -> Any:

@@ -53,6 +53,7 @@ from typing import Any
 
 from ._breaker import CLOSED, CircuitBreaker
 from ._core import LocalCache
+from ._metrics import Histogram
 from ._errors import (
     BackendError,
     CircuitOpenError,
@@ -339,7 +340,7 @@ class _Core:
                  socket_timeout: float, connect_timeout: float, max_connections: int,
                  pool_timeout: float, degraded_l1_ttl: float, breaker_threshold: int,
                  breaker_cooldown: float, lock_timeout: float | None, early_refresh: float | None,
-                 enabled: bool) -> None:
+                 enabled: bool, monitoring: bool = True) -> None:
         from ._serializers import make_serializer
 
         if on_error not in _ON_ERROR:
@@ -370,7 +371,11 @@ class _Core:
             "l2_hits": 0, "l2_misses": 0, "l2_errors": 0, "l2_timeouts": 0, "l2_sets": 0,
             "l2_deletes": 0, "loads": 0, "load_errors": 0, "invalidations_sent": 0,
             "invalidations_received": 0, "l1_flushes": 0, "stale_writes_refused": 0,
+            "listener_reconnects": 0, "warmed": 0,
         }
+        self.monitoring = monitoring
+        self.l2_latency = Histogram()  # every L2 round trip (monitoring on)
+        self.started = time.time()
         # decorated functions bound to this cache (id -> _Cached), warmers, listeners
         self.functions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
         self.warmers: dict[str, list[Callable]] = {}
@@ -557,6 +562,7 @@ class _Core:
                 for ns in spaces:
                     ns.subscribed.set()
                 if was_connected:
+                    self.stats["listener_reconnects"] += 1
                     log.info("tieredcache: invalidation channel resubscribed")
                 was_connected = True
                 self.listener_connected = True
@@ -661,6 +667,7 @@ class _Core:
             if self.raise_errors:
                 raise CircuitOpenError("the Redis circuit breaker is open")
             return _MISSING
+        t0 = time.perf_counter_ns()
         try:
             if self.outbox:
                 self.replay()
@@ -670,6 +677,8 @@ class _Core:
             if self.raise_errors:
                 raise
             return _MISSING
+        if self.monitoring:
+            self.l2_latency.observe(time.perf_counter_ns() - t0)
         self.breaker.success()
         return result
 
@@ -680,6 +689,7 @@ class _Core:
             if self.raise_errors:
                 raise CircuitOpenError("the Redis circuit breaker is open")
             return _MISSING
+        t0 = time.perf_counter_ns()
         try:
             if self.outbox:
                 await asyncio.to_thread(self.replay)
@@ -689,6 +699,8 @@ class _Core:
             if self.raise_errors:
                 raise
             return _MISSING
+        if self.monitoring:
+            self.l2_latency.observe(time.perf_counter_ns() - t0)
         self.breaker.success()
         return result
 
@@ -780,7 +792,7 @@ class TieredCache:
                  connect_timeout: float = 0.5, max_connections: int = 50, pool_timeout: float = 0.25,
                  degraded_l1_ttl: float = 5.0, breaker_threshold: int = 5, breaker_cooldown: float = 2.0,
                  lock_timeout: float | None = None, early_refresh: float | None = None,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, monitoring: bool = True) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError(f"namespace must be a non-empty str, got {namespace!r}")
         self._core = _Core(redis_url=redis_url, max_entries=max_entries, max_bytes=max_bytes,
@@ -790,7 +802,7 @@ class TieredCache:
                            max_connections=max_connections, pool_timeout=pool_timeout,
                            degraded_l1_ttl=degraded_l1_ttl, breaker_threshold=breaker_threshold,
                            breaker_cooldown=breaker_cooldown, lock_timeout=lock_timeout,
-                           early_refresh=early_refresh, enabled=enabled)
+                           early_refresh=early_refresh, enabled=enabled, monitoring=bool(monitoring))
         self._ns = self._core.namespace(namespace)
         self._is_root = True
         if redis_url is not None:  # invalidations reach this process from the first call on
@@ -799,7 +811,8 @@ class TieredCache:
     @classmethod
     def from_env(cls, **overrides: Any) -> TieredCache:
         """A cache configured from REDIS_URL, REDIS_SSL, REDIS_MAX_CONNECTIONS, CACHE_ENABLED,
-        CACHE_DEFAULT_TTL and CACHE_NAMESPACE; keyword arguments win."""
+        CACHE_MONITORING_ENABLED, CACHE_DEFAULT_TTL and CACHE_NAMESPACE; keyword arguments
+        win."""
         env = os.environ
         kw: dict[str, Any] = {}
 
@@ -837,6 +850,9 @@ class TieredCache:
         enabled = flag("CACHE_ENABLED")
         if enabled is not None:
             kw["enabled"] = enabled
+        monitoring = flag("CACHE_MONITORING_ENABLED")
+        if monitoring is not None:
+            kw["monitoring"] = monitoring
         if env.get("CACHE_DEFAULT_TTL"):
             raw = env["CACHE_DEFAULT_TTL"]
             try:
@@ -1586,23 +1602,43 @@ class TieredCache:
         return recommendations(self)
 
     def stats(self) -> dict[str, Any]:
+        """Every counter of this cache as a plain dict (docs/observability.md): per tier,
+        per cached function (``functions``: the ``report()`` rows), and active alerts."""
         core = self._core
         s = core.stats
-        return {
+        l1 = core.l1.stats()
+        l1["evictions_by_reason"] = {"size": l1["evictions"], "bytes": l1["evictions_bytes"],
+                                     "expired": l1["expirations"], "invalidated": l1["invalidations"]}
+        looked = l1["hits"] + l1["misses"]
+        l1["hit_rate"] = l1["hits"] / looked if looked else 0.0
+        reconnects = s["listener_reconnects"]
+        if core.redis is not None:
+            reconnects += core.redis.reconnects + sum(c.reconnects for c in list(core.aclients.values()))
+        l2_looked = s["l2_hits"] + s["l2_misses"]
+        out = {
             "namespace": self._ns.name,
-            "l1": core.l1.stats(),
+            "monitoring": core.monitoring,
+            "uptime_seconds": round(time.time() - core.started, 3),
+            "l1": l1,
             "l2": {
                 "enabled": core.redis is not None,
                 "hits": s["l2_hits"], "misses": s["l2_misses"], "errors": s["l2_errors"],
                 "timeouts": s["l2_timeouts"], "sets": s["l2_sets"], "deletes": s["l2_deletes"],
+                "hit_rate": s["l2_hits"] / l2_looked if l2_looked else 0.0,
                 "breaker": core.breaker.state, "breaker_transitions": core.breaker.transitions,
-                "connected": core.listener_connected,
+                "connected": core.listener_connected, "reconnects": reconnects,
+                "latency": core.l2_latency.summary(),
             },
-            "loads": s["loads"], "load_errors": s["load_errors"],
+            "loads": s["loads"], "load_errors": s["load_errors"], "warmed": s["warmed"],
             "invalidations_sent": s["invalidations_sent"],
             "invalidations_received": s["invalidations_received"],
             "l1_flushes": s["l1_flushes"], "stale_writes_refused": s["stale_writes_refused"],
+            "functions": self.report(),
         }
+        alerts = getattr(core, "alerts", None)
+        if alerts is not None:
+            out["alerts"] = alerts.active()
+        return out
 
     def close(self) -> None:
         """Stop the invalidation listener and close connections (views: no-op)."""
