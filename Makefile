@@ -147,16 +147,19 @@ build: $(BUILD_FLAGS) | $(STAMP) ## rebuild the extension in place (honours TIER
 	@echo "==> building $(SO) (TIEREDCACHE_DEBUG=$(TIEREDCACHE_DEBUG))"
 	env -u TIEREDCACHE_SANITIZE $(PY) setup.py build_ext --inplace --force
 
-deps: ## install the system packages the test suite needs (redis-server), if missing
-	@if command -v redis-server >/dev/null 2>&1; then \
-	  echo "==> deps: $$(redis-server --version | cut -d' ' -f1-3)"; \
+deps: ## install the system packages the test suite needs (redis-server; chromium and chromium-driver for the dashboard test), if missing
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing="$$missing chromium chromium-driver"; \
+	if [ -z "$$missing" ]; then \
+	  echo "==> deps: $$(redis-server --version | cut -d' ' -f1-3); $$(/usr/bin/chromium --version 2>/dev/null)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "==> deps: installing redis-server with apt-get"; \
+	  echo "==> deps: installing$$missing with apt-get"; \
 	  apt-get update -qq; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server </dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
 	else \
-	  echo "==> deps: redis-server not found (the Redis tier's tests will need it)." >&2; \
-	  echo "    install it as root: apt-get update && apt-get install -y redis-server" >&2; \
+	  echo "==> deps: missing:$$missing (the Redis tests and the dashboard browser test need them)." >&2; \
+	  echo "    install them as root: apt-get update && apt-get install -y$$missing" >&2; \
 	fi
 
 # ---- everyday ----------------------------------------------------------------------------

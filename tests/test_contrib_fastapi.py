@@ -1028,7 +1028,8 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\["\\n])*)"(,|$)')
 def parse_prometheus(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Parse the text exposition format 0.0.4 strictly enough to catch what a scraper
     would reject: every sample's family has a TYPE line first, names and label pairs are
-    well formed, label values are escaped, values are numbers, no series repeats."""
+    well formed, label values are escaped, values are numbers, no series repeats.
+    Series are keyed by name and sorted labels."""
     assert text.endswith("\n")
     types: dict[str, str] = {}
     samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -1038,14 +1039,15 @@ def parse_prometheus(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]],
             assert _NAME.fullmatch(name), line
         elif line.startswith("# TYPE "):
             name, _, kind = line[7:].partition(" ")
-            assert _NAME.fullmatch(name) and kind in ("counter", "gauge", "untyped"), line
+            assert _NAME.fullmatch(name) and kind in ("counter", "gauge", "histogram", "untyped"), line
             assert name not in types, f"TYPE given twice for {name}"
             types[name] = kind
         else:
             match = _SAMPLE.fullmatch(line)
             assert match, f"not a sample line: {line!r}"
             name, labels_text, value = match.groups()
-            assert name in types, f"{name} has no TYPE line before its samples"
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+            assert name in types or types.get(family) == "histogram", f"{name} has no TYPE line before its samples"
             labels: list[tuple[str, str]] = []
             rest = labels_text or ""
             while rest:
@@ -1055,7 +1057,7 @@ def parse_prometheus(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]],
                 labels.append((label.group(1), re.sub(r"\\(.)", lambda m: {"n": "\n"}.get(m.group(1), m.group(1)),
                                                       raw_value)))
                 rest = rest[label.end():]
-            key = (name, tuple(labels))
+            key = (name, tuple(sorted(labels)))
             assert key not in samples, f"series repeated: {key}"
             samples[key] = float(value)
     return samples
@@ -1069,16 +1071,21 @@ def test_metrics_are_prometheus_text_with_per_function_series(cache, calls):
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     samples = parse_prometheus(response.text)
     stats = cache.stats()
-    for name in ("tieredcache_l1_hits_total", "tieredcache_l1_misses_total", "tieredcache_l1_evictions_total",
-                 "tieredcache_l2_hits_total", "tieredcache_l2_misses_total", "tieredcache_l2_errors_total",
-                 "tieredcache_l1_entries", "tieredcache_l1_bytes"):
-        assert (name, ()) in samples
-    assert samples[("tieredcache_l1_entries", ())] == stats["l1"]["entries"]
-    fn = (("function", 'report "fn"\\1'), ("namespace", NS))
-    assert samples[("tieredcache_function_calls_total", fn)] == 2
-    assert samples[("tieredcache_function_hits_total", fn)] == 1
-    assert samples[("tieredcache_function_misses_total", fn)] == 1
-    assert samples[("tieredcache_l2_breaker_state", (("state", "closed"),))] == 1
+    ns = ("namespace", NS)
+    tiers = ("l1", "l2") if stats["l2"]["enabled"] else ("l1",)
+    for tier in tiers:
+        for what in ("hits", "misses"):
+            assert samples[(f"tieredcache_{what}_total", (ns, ("tier", tier)))] == stats[tier][what]
+    assert samples[("tieredcache_l1_evictions_total", (ns, ("reason", "size")))] == stats["l1"]["evictions"]
+    assert samples[("tieredcache_l1_entries", (ns,))] == stats["l1"]["entries"]
+    assert samples[("tieredcache_l1_bytes", (ns,))] == stats["l1"]["bytes"]
+    fn = (("function", 'report "fn"\\1'), ns)
+    assert samples[("tieredcache_function_calls_total", (*fn, ("outcome", "l1_hit")))] == 1
+    assert samples[("tieredcache_function_calls_total", (*fn, ("outcome", "miss")))] == 1
+    assert samples[("tieredcache_function_latency_seconds_count", (*fn, ("outcome", "miss")))] == 1
+    if stats["l2"]["enabled"]:
+        assert samples[("tieredcache_l2_errors_total", (ns,))] == stats["l2"]["errors"]
+        assert samples[("tieredcache_l2_breaker_state", (ns, ("state", "closed")))] == 1
 
 
 def test_the_metrics_parser_catches_malformed_text():
@@ -1123,7 +1130,7 @@ def test_the_router_and_actions_cover_the_same_actions(cache):
     router = cache_admin_router(cache, auth=TOKEN)
     served = {(route.path, next(iter(route.methods))) for route in router.routes}
 
-    assert served == {(f"/cache/{a}", m) for a, m in ACTIONS.items()}
+    assert served == {(f"/cache/{a}", m) for a, m in ACTIONS.items()} | {("/cache/dashboard", "GET")}
 
 
 def test_an_app_router_with_cached_handlers_and_admin_router_together(cache, calls):

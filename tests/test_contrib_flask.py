@@ -1058,7 +1058,7 @@ def test_admin_metrics_are_prometheus_text(cache: TieredCache) -> None:
     served = admin_app(cache).test_client().get("/cache/metrics", headers=BEARER)
 
     assert served.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    assert "# TYPE tieredcache_l1_hits_total counter" in served.get_data(as_text=True)
+    assert "# TYPE tieredcache_hits_total counter" in served.get_data(as_text=True)
 
 
 def test_admin_report_lists_the_cached_functions(cache: TieredCache) -> None:

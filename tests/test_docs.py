@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["docs/decorators.md", "docs/fastapi.md", "docs/flask.md", "docs/testing.md"]
+DOCS = ["docs/decorators.md", "docs/fastapi.md", "docs/flask.md", "docs/testing.md", "docs/observability.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 NAMED = re.compile(r"#\s*([\w.-]+\.py)\s*$")
 

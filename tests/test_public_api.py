@@ -48,7 +48,7 @@ def stub_class(name):
 
 def test_the_package_exports_exactly_these_names_sorted():
     assert tieredcache.__all__ == [
-        "BackendError", "BackendResponseError", "BackendTimeout", "BackendUnavailable", "CacheError",
+        "AlertEngine", "AlertRule", "BackendError", "BackendResponseError", "BackendTimeout", "BackendUnavailable", "CacheError",
         "CircuitOpenError", "ConfigurationError", "LocalCache", "NoStore", "PoolTimeout", "SerializationError",
         "SignatureError", "TTL", "TieredCache", "__version__", "cache_analytics_data",
         "cache_appointment_slots", "cache_business_intelligence", "cache_static_reference_data", "cached",

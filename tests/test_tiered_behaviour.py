@@ -553,8 +553,8 @@ L2_STATS = {"enabled", "hits", "misses", "errors", "timeouts", "sets", "deletes"
             "breaker_transitions", "connected", "reconnects", "hit_rate", "latency"}
 TOP_STATS = {"namespace", "l1", "l2", "loads", "load_errors", "invalidations_sent",
              "invalidations_received", "l1_flushes", "stale_writes_refused", "monitoring",
-             "uptime_seconds", "warmed", "functions"}
-INT_STATS = TOP_STATS - {"namespace", "l1", "l2", "monitoring", "uptime_seconds", "functions"}
+             "uptime_seconds", "warmed", "functions", "alerts"}
+INT_STATS = TOP_STATS - {"namespace", "l1", "l2", "monitoring", "uptime_seconds", "functions", "alerts"}
 
 
 def test_stats_has_the_documented_shape(cache, tier):

@@ -34,6 +34,7 @@ _os.register_at_fork(
 )
 
 from ._tiered import NoStore, TieredCache  # noqa: E402
+from ._alerts import AlertEngine, Rule as AlertRule  # noqa: E402
 from ._decorators import (  # noqa: E402
     cached,
     configure,
@@ -53,6 +54,8 @@ from .presets import (  # noqa: E402
 )
 
 __all__ = [
+    "AlertEngine",
+    "AlertRule",
     "BackendError",
     "BackendResponseError",
     "BackendTimeout",

@@ -94,7 +94,8 @@ _SOCKOPT_TIMEOUTS = sys.platform.startswith("linux") and struct.calcsize("l") ==
 
 
 def _mask_password(url: str) -> str:
-    """``url`` with whatever sits between ``user:`` and the last ``@`` shown as ***.
+    """``url`` with whatever sits between ``user:`` and the last ``@`` shown as ***
+    (all of the user part when it has no ``:``: a password written without one).
 
     For error messages about URLs that may not parse: the password must never appear.
     """
@@ -107,7 +108,7 @@ def _mask_password(url: str) -> str:
     userinfo = rest[:at]
     user, colon, _ = userinfo.partition(":")
     if not colon:
-        return url
+        return f"{scheme}://***@{rest[at + 1:]}"
     return f"{scheme}://{user}:***@{rest[at + 1:]}"
 
 

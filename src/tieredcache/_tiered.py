@@ -51,7 +51,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from ._breaker import CLOSED, CircuitBreaker
+from ._breaker import CLOSED, CircuitBreaker, describe_error, describe_traceback
 from ._core import LocalCache
 from ._metrics import Histogram
 from ._errors import (
@@ -233,6 +233,19 @@ def _check_ttl(ttl: Any, name: str = "ttl") -> float | None:
     return float(ttl)
 
 
+def _key_hash(key: str) -> str:
+    """A key as logs show it by default: a short hash, stable across processes and runs
+    (correlates log lines, hides what the key is made of)."""
+    return "key#" + hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=3).hexdigest()
+
+
+def _error_kind(exc: BaseException) -> str:
+    """The types of an exception and of its cause, without their messages (a decoding
+    error's message may quote the payload)."""
+    cause = exc.__cause__ or exc.__context__
+    return type(exc).__name__ + (f" (from {type(cause).__name__})" if cause is not None else "")
+
+
 class _Flight:
     """One in-process load that concurrent callers of the same key wait for: threads on
     the event, asyncio tasks (of any loop) on a future resolved from the leader's thread."""
@@ -340,7 +353,7 @@ class _Core:
                  socket_timeout: float, connect_timeout: float, max_connections: int,
                  pool_timeout: float, degraded_l1_ttl: float, breaker_threshold: int,
                  breaker_cooldown: float, lock_timeout: float | None, early_refresh: float | None,
-                 enabled: bool, monitoring: bool = True) -> None:
+                 enabled: bool, monitoring: bool = True, log_keys: Any = False) -> None:
         from ._serializers import make_serializer
 
         if on_error not in _ON_ERROR:
@@ -375,6 +388,12 @@ class _Core:
         }
         self.monitoring = monitoring
         self.l2_latency = Histogram()  # every L2 round trip (monitoring on)
+        self.alerts: Any = None  # the AlertEngine (monitoring on), set by TieredCache
+        if not (isinstance(log_keys, bool) or callable(log_keys)):
+            raise ConfigurationError(f"log_keys must be True, False or a callable, not {type(log_keys).__name__}")
+        self.log_keys = log_keys
+        self.undecodable_next = 0.0  # monotonic time before which undecodable payloads log at DEBUG
+        self.undecodable_quiet = 0  # how many were logged at DEBUG since the last WARNING
         self.started = time.time()
         # decorated functions bound to this cache (id -> _Cached), warmers, listeners
         self.functions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -457,6 +476,8 @@ class _Core:
         for ns in self.namespaces.values():
             ns.subscribed = threading.Event()
         self.listener_pending = list(self.namespaces.values())
+        if self.alerts is not None:
+            self.alerts._forked()
 
     def snap(self, l1key: str, l1tags: tuple[str, ...] | None = None) -> tuple:
         """What must not change between a read or load and the L1 fill it leads to."""
@@ -465,6 +486,43 @@ class _Core:
             return (self.gen_global, self.gen_tags_any, slots[hash(l1key) & (_SLOTS - 1)])
         return (self.gen_global, slots[hash(l1key) & (_SLOTS - 1)],
                 *[slots[hash(t) & (_SLOTS - 1)] for t in l1tags])
+
+    def key_for_log(self, key: str) -> str:
+        """A key as log lines show it: ``key#3f2a1c`` (log_keys=False), the key itself
+        (True), or what the log_keys callable makes of it."""
+        if self.log_keys is False:
+            return _key_hash(key)
+        if self.log_keys is True:
+            return repr(key)
+        try:
+            return str(self.log_keys(key))
+        except Exception:
+            return _key_hash(key)
+
+    def log_error(self, message: str, exc: BaseException, *args: Any) -> None:
+        """Log an unexpected exception at ERROR: with its messages when log_keys=True,
+        else frames and types only (a message may quote a key or a value)."""
+        if self.log_keys is True:
+            log.error(message, *args, exc_info=exc)
+        else:
+            log.error(message + "\n%s", *args, describe_traceback(exc))
+
+    def undecodable(self, ns: _Namespace, key: str | None, exc: BaseException) -> None:
+        """Log a payload that does not decode: at WARNING the first time, then at most
+        once a minute (with how many since), the others at DEBUG. The types of the error
+        only: its message may quote the payload."""
+        what = f"{self.key_for_log(key)} in namespace {ns.name!r}" if key is not None else f"namespace {ns.name!r}"
+        now = time.monotonic()
+        if now >= self.undecodable_next:
+            self.undecodable_next = now + 60.0
+            quiet, self.undecodable_quiet = self.undecodable_quiet, 0
+            more = f" ({quiet} more since the last report)" if quiet else ""
+            log.warning("tieredcache: undecodable payload in Redis for %s treated as a miss: %s%s",
+                        what, _error_kind(exc), more)
+        else:
+            self.undecodable_quiet += 1
+            log.debug("tieredcache: undecodable payload in Redis for %s treated as a miss: %s",
+                      what, _error_kind(exc))
 
     def forget_announced(self, l1key: str) -> None:
         self.announced.pop(l1key, None)
@@ -514,6 +572,8 @@ class _Core:
                 # too much to remember: clear the namespace in Redis instead
                 self.outbox = [o for o in self.outbox if o[0]._ns is not view._ns]
                 op, args = "matching", (view._ns.kprefix + "*", "clear", [])
+                log.warning("tieredcache: %d invalidations waiting for Redis: namespace %r will be cleared in "
+                            "Redis instead once it is back", _OUTBOX_MAX, view._ns.name)
             self.outbox.append((view, op, args))
         log.debug("tieredcache: invalidation queued until Redis is back (%d waiting)", len(self.outbox))
 
@@ -536,15 +596,20 @@ class _Core:
     def degraded(self, ns: _Namespace) -> bool:
         return self.redis is not None and (not ns.subscribed.is_set() or self.breaker.state != CLOSED)
 
-    def flush_l1(self, why: str) -> None:
+    def flush_l1(self, why: str | None) -> None:
+        """Drop L1 (invalidations may have been missed); logs ``why`` at WARNING unless
+        it is None (the caller logs the state change itself)."""
         self.bump_all()
         self.l1.clear()
         self.stats["l1_flushes"] += 1
-        log.warning("tieredcache: L1 flushed: %s", why)
+        if why is not None:
+            log.warning("tieredcache: L1 flushed: %s", why)
 
     def _listen(self) -> None:
         backoff = 0.05
         was_connected = False
+        failing = False  # the channel's trouble was logged: quiet until it is back
+        broken = False  # a bug was logged: quiet until a message is applied again
         stop = self.stop_listener
         while not stop.is_set():
             ps = None
@@ -558,12 +623,17 @@ class _Core:
                 # holds, then trust it again. (Before the first subscription L1 entries
                 # were kept only degraded_l1_ttl.)
                 if was_connected:
-                    self.flush_l1("resubscribed to invalidations")
+                    self.flush_l1(None)
                 for ns in spaces:
                     ns.subscribed.set()
                 if was_connected:
                     self.stats["listener_reconnects"] += 1
-                    log.info("tieredcache: invalidation channel resubscribed")
+                    log.log(logging.DEBUG if broken else logging.INFO,
+                            "tieredcache: invalidation channel resubscribed; L1 flushed (messages may have "
+                            "been missed while it was down)")
+                elif failing:
+                    log.info("tieredcache: invalidation channel subscribed")
+                failing = False
                 was_connected = True
                 self.listener_connected = True
                 backoff = 0.05
@@ -583,6 +653,7 @@ class _Core:
                     msg = ps.get_message(timeout=0.1)
                     if msg is not None:
                         self._apply(msg[1])
+                        broken = False
             except BackendError as exc:
                 if stop.is_set():
                     break  # close(): the subscriber was closed on purpose
@@ -590,16 +661,27 @@ class _Core:
                     self.listener_connected = False
                     for ns in list(self.namespaces.values()):
                         ns.subscribed.clear()
-                    self.flush_l1(f"invalidation channel lost ({type(exc).__name__}: {exc}); "
+                    self.flush_l1(f"invalidation channel lost ({describe_error(exc)}); "
                                   f"L1 entries live at most {self.degraded_l1_ttl:g} s until it is back")
+                elif not failing:
+                    log.warning("tieredcache: cannot subscribe to invalidations (%s); L1 entries live at most "
+                                "%g s until it is subscribed", describe_error(exc), self.degraded_l1_ttl)
+                else:
+                    log.debug("tieredcache: invalidation channel still down: %s", describe_error(exc))
+                failing = True
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
-            except Exception:  # a bug must not kill invalidation silently
-                log.exception("tieredcache: invalidation listener failed; restarting it")
+            except Exception as exc:  # a bug must not kill invalidation silently
                 for ns in list(self.namespaces.values()):
                     ns.subscribed.clear()
-                self.flush_l1("invalidation listener failed")
+                if not broken:
+                    self.log_error("tieredcache: invalidation listener failed; L1 flushed, restarting it", exc)
+                else:
+                    log.debug("tieredcache: invalidation listener failed again (%s)", type(exc).__name__)
+                self.flush_l1(None)
+                broken = True
                 stop.wait(backoff)
+                backoff = min(backoff * 2, 1.0)
             finally:
                 if ps is not None:
                     try:
@@ -657,12 +739,14 @@ class _Core:
         self.stats["l2_errors"] += 1
         if isinstance(exc, BackendTimeout):
             self.stats["l2_timeouts"] += 1
-        log.debug("tieredcache: L2 call failed: %r", exc)
+        log.debug("tieredcache: L2 call failed: %s", describe_error(exc))
 
     def l2(self, fn: Callable, *args: Any) -> Any:
         """Call fn(*args) on Redis; _MISSING if Redis is unavailable (unless raising)."""
         if self.listener is None:  # after a fork (the at-fork hook reset it), or first use
             self.ensure_listener()
+        if self.alerts is not None and self.alerts.idle:  # likewise for the alerts' thread
+            self.alerts.ensure_started()
         if not self.breaker.allow():
             if self.raise_errors:
                 raise CircuitOpenError("the Redis circuit breaker is open")
@@ -685,6 +769,8 @@ class _Core:
     async def al2(self, fn: Callable[..., Awaitable], *args: Any) -> Any:
         if self.listener is None:  # after a fork (the at-fork hook reset it), or first use
             self.ensure_listener()
+        if self.alerts is not None and self.alerts.idle:
+            self.alerts.ensure_started()
         if not self.breaker.allow():
             if self.raise_errors:
                 raise CircuitOpenError("the Redis circuit breaker is open")
@@ -761,6 +847,8 @@ class _Core:
 
     def close(self) -> None:
         self.closed = True
+        if self.alerts is not None:
+            self.alerts.close()
         self.stop_listener.set()
         ps = self.pubsub
         if ps is not None:
@@ -792,7 +880,9 @@ class TieredCache:
                  connect_timeout: float = 0.5, max_connections: int = 50, pool_timeout: float = 0.25,
                  degraded_l1_ttl: float = 5.0, breaker_threshold: int = 5, breaker_cooldown: float = 2.0,
                  lock_timeout: float | None = None, early_refresh: float | None = None,
-                 enabled: bool = True, monitoring: bool = True) -> None:
+                 enabled: bool = True, monitoring: bool = True, log_keys: bool | Callable[[str], str] = False,
+                 alert_rules: Any = None, alert_callback: Callable[[dict], Any] | None = None,
+                 alert_interval: float = 10.0) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError(f"namespace must be a non-empty str, got {namespace!r}")
         self._core = _Core(redis_url=redis_url, max_entries=max_entries, max_bytes=max_bytes,
@@ -802,9 +892,19 @@ class TieredCache:
                            max_connections=max_connections, pool_timeout=pool_timeout,
                            degraded_l1_ttl=degraded_l1_ttl, breaker_threshold=breaker_threshold,
                            breaker_cooldown=breaker_cooldown, lock_timeout=lock_timeout,
-                           early_refresh=early_refresh, enabled=enabled, monitoring=bool(monitoring))
+                           early_refresh=early_refresh, enabled=enabled, monitoring=bool(monitoring),
+                           log_keys=log_keys)
         self._ns = self._core.namespace(namespace)
         self._is_root = True
+        if self._core.monitoring:  # alerts read the counters monitoring keeps (docs/observability.md)
+            from ._alerts import AlertEngine
+
+            try:
+                self._core.alerts = AlertEngine(self, rules=alert_rules, interval=alert_interval,
+                                                callback=alert_callback)
+            except BaseException:
+                self._core.close()
+                raise
         if redis_url is not None:  # invalidations reach this process from the first call on
             self._ns.subscribed.wait(connect_timeout)
 
@@ -922,7 +1022,7 @@ class TieredCache:
             return
         core.l1.set(l1key, value, ttl=core.l1_ttl_for(ns, ttl, left), tags=self._l1tags(tags))
 
-    def _decode(self, payload: Any) -> Any:
+    def _decode(self, payload: Any, key: str | None = None) -> Any:
         """(value, left, load_ms, tags), or _MISSING for none, a tombstone or a payload
         that does not decode."""
         if payload is None or payload is _MISSING:
@@ -930,7 +1030,7 @@ class TieredCache:
         try:
             return self._core.decode(payload)
         except SerializationError as exc:
-            log.warning("tieredcache: undecodable payload in Redis treated as a miss: %s", exc)
+            self._core.undecodable(self._ns, key, exc)
             if self._core.raise_errors:
                 raise
             return _MISSING
@@ -1014,6 +1114,8 @@ class TieredCache:
 
     def _run(self, gen: Any) -> Any:
         core = self._core
+        if core.alerts is not None and core.alerts.idle:  # first use, or first after a fork
+            core.alerts.ensure_started()
         try:
             req = next(gen)
             while True:
@@ -1048,6 +1150,8 @@ class TieredCache:
 
     async def _arun(self, gen: Any) -> Any:
         core = self._core
+        if core.alerts is not None and core.alerts.idle:
+            core.alerts.ensure_started()
         try:
             req = next(gen)
             while True:
@@ -1106,7 +1210,7 @@ class TieredCache:
     def _filled(self, key: str, replies: Any, snap: tuple, default: Any) -> Any:
         """The value of a GET + PTTL, filling L1 for no longer than Redis keeps it."""
         core = self._core
-        got = self._decode(replies[0]) if replies is not _MISSING else _MISSING
+        got = self._decode(replies[0], key) if replies is not _MISSING else _MISSING
         if got is _MISSING:
             core.stats["l2_misses"] += 1
             return default
@@ -1158,7 +1262,7 @@ class TieredCache:
     def _fill_many(self, missing: list[str], payloads: list, snaps: list, out: dict) -> None:
         core = self._core
         for k, payload, snap in zip(missing, payloads, snaps):
-            got = self._decode(payload)
+            got = self._decode(payload, k)
             if got is _MISSING:
                 core.stats["l2_misses"] += 1
                 continue
@@ -1234,7 +1338,7 @@ class TieredCache:
             if seen is _MISSING:
                 seen = None
             else:
-                got = self._decode(seen[0])
+                got = self._decode(seen[0], key)
                 if got is not _MISSING and not self._early(got[1], got[2]):
                     core.stats["l2_hits"] += 1
                     core.filled(ns.l1prefix + key, got[4])
@@ -1250,8 +1354,11 @@ class TieredCache:
         core.stats["loads"] += 1
         try:
             value = yield ("load", loader)
-        except BaseException:
+        except BaseException as exc:
             core.stats["load_errors"] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("tieredcache: loader of %s in namespace %r raised %s", core.key_for_log(key), ns.name,
+                          type(exc).__name__)
             raise
         load_ms = int((time.perf_counter() - start) * 1000)
         if type(value) is NoStore:  # the loader's answer, not to be cached
@@ -1265,6 +1372,9 @@ class TieredCache:
             if r is not _MISSING:
                 if r[0] == 0:  # invalidated while loading: the caller gets it, nobody else
                     core.stats["stale_writes_refused"] += 1
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("tieredcache: %s in namespace %r loaded but not stored: invalidated while "
+                                  "loading", core.key_for_log(key), ns.name)
                     return value
                 core.stats["l2_sets"] += 1
         self._l1_store(key, value, ttl, tags, None, snap, snap_tags)
@@ -1288,7 +1398,7 @@ class TieredCache:
             yield ("sleep", pause)
             pause = min(pause * 2, 0.05)
             replies = yield ("pipe", [("GET", self._ns.kprefix + key)])
-            got = self._decode(replies[0]) if replies is not _MISSING else _MISSING
+            got = self._decode(replies[0], key) if replies is not _MISSING else _MISSING
             if got is not _MISSING:
                 core.stats["l2_hits"] += 1
                 return got
@@ -1560,8 +1670,8 @@ class TieredCache:
         for fn in list(self._core.listeners):
             try:
                 fn(event, detail)
-            except Exception:
-                log.exception("tieredcache: listener %r failed on %s", fn, event)
+            except Exception as exc:
+                self._core.log_error("tieredcache: listener %r failed on %s", exc, fn, event)
 
     # ---- lifecycle and statistics ----------------------------------------------------
 
@@ -1572,7 +1682,8 @@ class TieredCache:
         return rows
 
     def health(self) -> dict[str, Any]:
-        """L1 occupancy and Redis reachability (a PING, timed)."""
+        """L1 occupancy, Redis reachability (a PING, timed) and the active alerts;
+        "degraded" while Redis is unreachable or a critical alert fires."""
         core = self._core
         s = core.l1.stats()
         l1 = {"entries": s["entries"], "max_entries": s["max_entries"], "bytes": s["bytes"],
@@ -1593,7 +1704,15 @@ class TieredCache:
             l2["invalidations_subscribed"] = core.listener_connected
             if not core.listener_connected or core.breaker.state != CLOSED:
                 status = "degraded"
-        return {"status": status, "namespace": self._ns.name, "l1": l1, "l2": l2}
+        alerts: list[dict[str, Any]] = []
+        engine = core.alerts
+        if engine is not None:
+            engine.ensure_started()
+            engine.maybe_evaluate()
+            alerts = engine.active()
+            if any(a["severity"] == "critical" for a in alerts):
+                status = "degraded"
+        return {"status": status, "namespace": self._ns.name, "l1": l1, "l2": l2, "alerts": alerts}
 
     def recommendations(self) -> list[dict[str, Any]]:
         """Advice drawn from the counters: TTLs, bounds, Redis health."""
@@ -1637,8 +1756,26 @@ class TieredCache:
         }
         alerts = getattr(core, "alerts", None)
         if alerts is not None:
+            alerts.ensure_started()
+            alerts.maybe_evaluate()
             out["alerts"] = alerts.active()
         return out
+
+    def add_alert_callback(self, fn: Callable[[dict], Any]) -> None:
+        """Call ``fn(alert)`` when an alert fires or resolves (``alert["state"]``), for
+        this cache and its views; its exceptions are logged, never raised. Without
+        monitoring there are no alerts: nothing is registered."""
+        engine = self._core.alerts
+        if engine is None:
+            if not callable(fn):
+                raise TypeError(f"an alert callback must be callable, not {type(fn).__name__}")
+            return
+        engine.add_callback(fn)
+
+    def remove_alert_callback(self, fn: Callable[[dict], Any]) -> None:
+        engine = self._core.alerts
+        if engine is not None:
+            engine.remove_callback(fn)
 
     def close(self) -> None:
         """Stop the invalidation listener and close connections (views: no-op)."""

@@ -11,7 +11,7 @@ action             method  body / result
 =================  ======  ==========================================================
 ``stats``          GET     ``cache.stats()``
 ``health``         GET     ``cache.health()``: 200 when ``status`` is ``"ok"``, else 503
-``metrics``        GET     Prometheus text exposition format 0.0.4
+``metrics``        GET     ``tieredcache.prometheus.render_metrics(cache)`` (text format 0.0.4)
 ``report``         GET     ``cache.report()`` (query ``function=``, ``namespace=`` filter it)
 ``recommendations`` GET    ``cache.recommendations()``
 ``clear``          POST    ``{}`` this namespace; ``{"tags": [...]}``; ``{"prefix": "..."}``;
@@ -31,23 +31,25 @@ bearer token is 401 (send ``WWW-Authenticate: Bearer``), a wrong one 403.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from .._errors import BackendError
 from .._tiered import TieredCache
+from ..prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..prometheus import render_metrics
 
 __all__ = [
     "ACTIONS",
     "JSON_CONTENT_TYPE",
     "METRICS_CONTENT_TYPE",
     "AdminActions",
+    "BASIC_CHALLENGE",
     "bearer_status",
     "check_bearer",
-    "render_metrics",
 ]
 
 #: Every admin action and the HTTP method it is served on.
@@ -63,7 +65,6 @@ ACTIONS: dict[str, str] = {
 }
 
 JSON_CONTENT_TYPE = "application/json"
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Result = tuple[int, object, str]
 
@@ -79,28 +80,47 @@ class _BadRequest(Exception):
 # ---- authentication ---------------------------------------------------------------------
 
 
-def check_bearer(authorization_header: str | None, token: str) -> bool:
-    """Whether ``authorization_header`` is ``"Bearer <token>"`` (constant-time comparison).
+#: The challenge a 401 of the dashboard page sends, so that a browser shows its own login
+#: prompt: any user name, the admin token as the password.
+BASIC_CHALLENGE = 'Basic realm="tieredcache admin", charset="UTF-8"'
 
-    The scheme is case-insensitive. An empty ``token`` never matches.
+
+def _secret(authorization_header: str | None) -> tuple[str, str]:
+    """(scheme in lower case, secret): the bearer token, or the password of HTTP Basic
+    ("" when the header is malformed)."""
+    scheme, _, credentials = (authorization_header or "").strip().partition(" ")
+    scheme, credentials = scheme.lower(), credentials.strip()
+    if scheme == "basic" and credentials:
+        try:
+            credentials = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            credentials = ""
+    return scheme, credentials
+
+
+def check_bearer(authorization_header: str | None, token: str) -> bool:
+    """Whether ``authorization_header`` is ``"Bearer <token>"``, or HTTP Basic with
+    ``token`` as the password and any user name (what a browser's own login prompt sends);
+    constant-time comparison. The scheme is case-insensitive. An empty ``token`` never
+    matches.
     """
-    if not isinstance(token, str) or not token or not authorization_header:
+    if not isinstance(token, str) or not token:
         return False
-    scheme, _, credentials = authorization_header.strip().partition(" ")
-    if scheme.lower() != "bearer":
+    scheme, secret = _secret(authorization_header)
+    if scheme not in ("bearer", "basic") or not secret:
         return False
-    return hmac.compare_digest(credentials.strip().encode("utf-8"), token.encode("utf-8"))
+    return hmac.compare_digest(secret.encode("utf-8"), token.encode("utf-8"))
 
 
 def bearer_status(authorization_header: str | None, token: str) -> int:
-    """200 when the header carries the right bearer token, 401 when it carries no bearer
-    token at all (answer with ``WWW-Authenticate: Bearer``), 403 when the token is wrong."""
+    """200 when the header carries the right token, 401 when it carries no token at all
+    (answer with ``WWW-Authenticate: Bearer``, or ``BASIC_CHALLENGE`` for the dashboard)
+    or a wrong Basic password (so that a browser asks again), 403 when a bearer token is
+    wrong."""
     if check_bearer(authorization_header, token):
         return 200
-    scheme, _, credentials = (authorization_header or "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        return 401
-    return 403
+    scheme, secret = _secret(authorization_header)
+    return 403 if scheme == "bearer" and secret else 401
 
 
 # ---- body validation --------------------------------------------------------------------
@@ -146,140 +166,6 @@ def _string(body: dict[str, Any], field: str) -> str:
     if not isinstance(value, str) or not value:
         raise _BadRequest(f"{field}: must be a non-empty string, got {value!r:.60}")
     return value
-
-
-# ---- metrics ----------------------------------------------------------------------------
-
-# (metric name, TYPE, HELP, path into stats())
-_STAT_METRICS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
-    ("tieredcache_l1_hits_total", "counter", "L1 (in-process) lookups that found the key.", ("l1", "hits")),
-    ("tieredcache_l1_misses_total", "counter", "L1 lookups that did not find the key.", ("l1", "misses")),
-    ("tieredcache_l1_sets_total", "counter", "Entries stored in L1.", ("l1", "sets")),
-    ("tieredcache_l1_evictions_total", "counter", "L1 entries evicted by the entry or byte bound.",
-     ("l1", "evictions")),
-    ("tieredcache_l1_expirations_total", "counter", "L1 entries removed because their TTL ran out.",
-     ("l1", "expirations")),
-    ("tieredcache_l1_invalidations_total", "counter", "L1 entries removed by tag or prefix invalidation.",
-     ("l1", "invalidations")),
-    ("tieredcache_l1_rejected_total", "counter", "Values L1 refused to store (larger than its bound).",
-     ("l1", "rejected")),
-    ("tieredcache_l1_entries", "gauge", "Entries held in L1.", ("l1", "entries")),
-    ("tieredcache_l1_bytes", "gauge", "Bytes held in L1 (as L1 accounts them).", ("l1", "bytes")),
-    ("tieredcache_l1_peak_bytes", "gauge", "Highest number of bytes L1 has held.", ("l1", "peak_bytes")),
-    ("tieredcache_l1_max_entries", "gauge", "The entry bound of L1.", ("l1", "max_entries")),
-    ("tieredcache_l1_max_bytes", "gauge", "The byte bound of L1.", ("l1", "max_bytes")),
-    ("tieredcache_l2_enabled", "gauge", "1 when a Redis tier is configured.", ("l2", "enabled")),
-    ("tieredcache_l2_connected", "gauge", "1 while the invalidation subscriber is connected to Redis.",
-     ("l2", "connected")),
-    ("tieredcache_l2_hits_total", "counter", "Redis lookups that found the key.", ("l2", "hits")),
-    ("tieredcache_l2_misses_total", "counter", "Redis lookups that did not find the key.", ("l2", "misses")),
-    ("tieredcache_l2_errors_total", "counter", "Redis calls that failed.", ("l2", "errors")),
-    ("tieredcache_l2_timeouts_total", "counter", "Redis calls that timed out.", ("l2", "timeouts")),
-    ("tieredcache_l2_sets_total", "counter", "Entries written to Redis.", ("l2", "sets")),
-    ("tieredcache_l2_deletes_total", "counter", "Entries deleted from Redis.", ("l2", "deletes")),
-    ("tieredcache_l2_breaker_transitions_total", "counter", "State changes of the Redis circuit breaker.",
-     ("l2", "breaker_transitions")),
-    ("tieredcache_loads_total", "counter", "Loader calls (misses in every tier).", ("loads",)),
-    ("tieredcache_load_errors_total", "counter", "Loader calls that raised.", ("load_errors",)),
-    ("tieredcache_invalidations_sent_total", "counter", "Invalidation messages published.",
-     ("invalidations_sent",)),
-    ("tieredcache_invalidations_received_total", "counter", "Invalidation messages received from other processes.",
-     ("invalidations_received",)),
-    ("tieredcache_l1_flushes_total", "counter", "Times L1 was emptied because invalidations may have been lost.",
-     ("l1_flushes",)),
-    ("tieredcache_stale_writes_refused_total", "counter", "Fills refused because an invalidation overtook them.",
-     ("stale_writes_refused",)),
-)
-
-_BREAKER_STATES = ("closed", "open", "half-open")
-
-# (metric name, TYPE, HELP, report field, scale)
-_FUNCTION_METRICS: tuple[tuple[str, str, str, str, float], ...] = (
-    ("tieredcache_function_calls_total", "counter", "Calls of a cached function.", "calls", 1),
-    ("tieredcache_function_hits_total", "counter", "Calls served from the cache.", "hits", 1),
-    ("tieredcache_function_l1_hits_total", "counter", "Calls served from L1.", "l1_hits", 1),
-    ("tieredcache_function_l2_hits_total", "counter", "Calls served from Redis.", "l2_hits", 1),
-    ("tieredcache_function_misses_total", "counter", "Calls that ran the function.", "misses", 1),
-    ("tieredcache_function_errors_total", "counter", "Calls whose function raised.", "errors", 1),
-    ("tieredcache_function_hit_ratio", "gauge", "hits / calls.", "hit_rate", 1),
-    ("tieredcache_function_avg_hit_seconds", "gauge", "Average duration of a call served from the cache.",
-     "avg_hit_ms", 1e-3),
-    ("tieredcache_function_avg_miss_seconds", "gauge", "Average duration of a call that ran the function.",
-     "avg_miss_ms", 1e-3),
-)
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _number(value: Any) -> str | None:
-    """A sample value as the text format writes it; None for a value that is not a number."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "+Inf" if value > 0 else "-Inf"
-        return repr(value)
-    return None
-
-
-def _dig(stats: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value: Any = stats
-    for part in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
-def render_metrics(stats: Mapping[str, Any], report: list[Mapping[str, Any]] | None = None) -> str:
-    """``cache.stats()`` and ``cache.report()`` in the Prometheus text format 0.0.4.
-
-    Every family has its HELP and TYPE lines; per-function families carry the labels
-    ``function`` and ``namespace``. Values that are absent or None are left out.
-    """
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str, samples: list[tuple[str, str]]) -> None:
-        if not samples:
-            return
-        out.append(f"# HELP {name} {_escape_help(help_text)}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(f"{name}{labels} {value}" for labels, value in samples)
-
-    for name, kind, help_text, path in _STAT_METRICS:
-        value = _number(_dig(stats, path))
-        family(name, kind, help_text, [("", value)] if value is not None else [])
-    state = _dig(stats, ("l2", "breaker"))
-    if isinstance(state, str):
-        states = _BREAKER_STATES if state in _BREAKER_STATES else (*_BREAKER_STATES, state)
-        family("tieredcache_l2_breaker_state", "gauge",
-               "1 for the current state of the Redis circuit breaker.",
-               [(f'{{state="{_escape_label(s)}"}}', "1" if s == state else "0") for s in states])
-    rows = [row for row in report or () if isinstance(row, Mapping)]
-    for name, kind, help_text, field, scale in _FUNCTION_METRICS:
-        samples = []
-        for row in rows:
-            raw = row.get(field)
-            if isinstance(raw, (int, float)) and not isinstance(raw, bool) and scale != 1:
-                raw = raw * scale
-            value = _number(raw)
-            if value is None:
-                continue
-            labels = (f'{{function="{_escape_label(str(row.get("function") or ""))}",'
-                      f'namespace="{_escape_label(str(row.get("namespace") or ""))}"}}')
-            samples.append((labels, value))
-        family(name, kind, help_text, samples)
-    return "\n".join(out) + "\n"
 
 
 # ---- the actions ------------------------------------------------------------------------
@@ -381,7 +267,7 @@ class AdminActions:
         if name == "health":
             return self._health(cache.health())
         if name == "metrics":
-            return 200, render_metrics(cache.stats(), cache.report()), METRICS_CONTENT_TYPE
+            return 200, render_metrics(cache), METRICS_CONTENT_TYPE
         if name == "report":
             return 200, self._report(cache.report(), p), JSON_CONTENT_TYPE
         if name == "recommendations":
@@ -410,7 +296,7 @@ class AdminActions:
         if name == "health":  # pings Redis
             return self._health(await asyncio.to_thread(cache.health))
         if name == "metrics":
-            return 200, render_metrics(cache.stats(), cache.report()), METRICS_CONTENT_TYPE
+            return 200, render_metrics(cache), METRICS_CONTENT_TYPE
         if name == "report":
             return 200, self._report(cache.report(), p), JSON_CONTENT_TYPE
         if name == "recommendations":  # may look at Redis

@@ -44,7 +44,8 @@ from .._decorators import check_ttl
 from .._errors import ConfigurationError
 from .._keys import Template
 from .._tiered import TieredCache
-from ._admin import ACTIONS, AdminActions, bearer_status
+from . import _dashboard
+from ._admin import ACTIONS, BASIC_CHALLENGE, AdminActions, bearer_status
 
 __all__ = [
     "cache_admin_router",
@@ -464,7 +465,9 @@ def _bearer_dependency(token: str) -> Callable[..., Any]:
     async def require_admin_token(request: Request) -> None:
         status = bearer_status(request.headers.get("authorization"), token)
         if status == 401:
-            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+            route = request.scope.get("route")
+            challenge = BASIC_CHALLENGE if getattr(route, "name", None) == "tieredcache_dashboard" else "Bearer"
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": challenge})
         if status == 403:
             raise HTTPException(403, "invalid token")
 
@@ -485,7 +488,8 @@ def cache_admin_router(cache: TieredCache, *, auth: str | Callable[..., Any] | N
     """An APIRouter with the cache admin endpoints, for ``app.include_router(...)``.
 
     ``GET /stats``, ``/health`` (503 when degraded), ``/metrics`` (Prometheus text),
-    ``/report``, ``/recommendations``; ``POST /clear``, ``/invalidate``, ``/warm`` (JSON
+    ``/report``, ``/recommendations``, ``/dashboard`` (an HTML page that draws ``/stats``;
+    see docs/observability.md); ``POST /clear``, ``/invalidate``, ``/warm`` (JSON
     bodies: see ``tieredcache.contrib._admin``). ``auth`` is required: a token string
     (requests must send ``Authorization: Bearer <token>``: none gives 401, a wrong one
     403) or a FastAPI dependency that raises ``HTTPException`` itself (returning False
@@ -517,7 +521,15 @@ def cache_admin_router(cache: TieredCache, *, auth: str | Callable[..., Any] | N
     for action, method in ACTIONS.items():
         router.add_api_route(f"/{action}", _admin_endpoint(actions, action, method, json_only), methods=[method],
                              name=f"tieredcache_{action}", response_class=Response)
+    _dashboard.page()  # a wheel without dashboard.html fails here, not on the first request
+    router.add_api_route("/dashboard", _dashboard_endpoint, methods=["GET"], name="tieredcache_dashboard",
+                         response_class=Response)
     return router
+
+
+async def _dashboard_endpoint() -> Response:
+    """Cache admin: the dashboard page (HTML; it polls ./stats with the same credentials)."""
+    return Response(_dashboard.page(), headers=_dashboard.headers())
 
 
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})

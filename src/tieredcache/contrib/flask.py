@@ -74,7 +74,8 @@ from werkzeug.http import parse_etags, unquote_etag
 from .._decorators import check_ttl
 from .._errors import ConfigurationError
 from .._tiered import NoStore, TieredCache
-from ._admin import ACTIONS, AdminActions, bearer_status
+from . import _dashboard
+from ._admin import ACTIONS, BASIC_CHALLENGE, AdminActions, bearer_status
 
 __all__ = ["TieredCacheFlask", "cache_admin_blueprint"]
 
@@ -584,7 +585,8 @@ def cache_admin_blueprint(cache: TieredCache, *, auth: AdminAuth | None, url_pre
     """A blueprint serving the admin actions on ``cache``.
 
     ``GET {url_prefix}/stats``, ``/health``, ``/metrics`` (Prometheus text), ``/report``,
-    ``/recommendations``; ``POST /clear``, ``/invalidate``, ``/warm`` (JSON bodies, see
+    ``/recommendations``, ``/dashboard`` (an HTML page that draws ``/stats``; see
+    docs/observability.md); ``POST /clear``, ``/invalidate``, ``/warm`` (JSON bodies, see
     ``tieredcache.contrib._admin``). ``auth`` is required: a bearer token (clients send
     ``Authorization: Bearer <token>``) or ``auth(request)`` returning True (allowed),
     False (403) or None (401). A request without credentials is answered 401 with
@@ -648,6 +650,18 @@ def _admin_blueprint(get_actions: Callable[[], AdminActions], auth: AdminAuth | 
     for action, method in ACTIONS.items():
         blueprint.add_url_rule(f"/{action}", endpoint=action, view_func=endpoint(action, method),
                                methods=[method])
+
+    def dashboard() -> Response:
+        status = authorize()
+        if status != 200:
+            refused = _admin_error(status, "authentication required" if status == 401 else "forbidden")
+            if status == 401 and isinstance(auth, str):  # the browser's own login prompt
+                refused.headers["WWW-Authenticate"] = BASIC_CHALLENGE
+            return refused
+        return current_app.response_class(_dashboard.page(), headers=_dashboard.headers())
+
+    _dashboard.page()  # a wheel without dashboard.html fails here, not on the first request
+    blueprint.add_url_rule("/dashboard", endpoint="dashboard", view_func=dashboard, methods=["GET"])
     return blueprint
 
 
