@@ -87,6 +87,7 @@ typedef struct {
     uint64_t hits, sampled, sampled_ns, max_ns;
     uint64_t hist[TC_HIST_N];
     int monitor;           /* sample hit latencies (CACHE_MONITORING_ENABLED) */
+    PyObject *scratch;     /* the last key built, reused when nobody else holds it */
     PyObject *dict;
     PyObject *weakreflist;
 } CachedCallObject;
@@ -152,19 +153,45 @@ static int put_made(kbuf *b, PyObject *made) {
     return rc;
 }
 
+/* Decimal digits of |x| written backwards ending at `end`; returns the first digit. */
+static char *write_digits(char *end, unsigned long long u) {
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        end -= 2;
+        memcpy(end, pairs + 2 * r, 2);
+    }
+    if (u >= 10) {
+        end -= 2;
+        memcpy(end, pairs + 2 * u, 2);
+    } else {
+        *--end = (char)('0' + u);
+    }
+    return end;
+}
+
 static int put_long(kbuf *b, PyObject *v) {
-    int overflow;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (overflow) return put_made(b, PyObject_Repr(v));
-    if (x == -1 && PyErr_Occurred()) return PUT_ERROR;
-    char tmp[24], *q = tmp + sizeof tmp;
-    unsigned long long u = x < 0 ? 0ull - (unsigned long long)x : (unsigned long long)x;
-    do {
-        *--q = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    long long x;
+#if PY_VERSION_HEX < 0x030C0000
+    Py_ssize_t size = Py_SIZE(v);
+    if (size >= -1 && size <= 1) { /* one 30-bit digit (or zero): no call */
+        x = size * (long long)((PyLongObject *)v)->ob_digit[0];
+    } else
+#endif
+    {
+        int overflow;
+        x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow) return put_made(b, PyObject_Repr(v));
+        if (x == -1 && PyErr_Occurred()) return PUT_ERROR;
+    }
+    char tmp[24], *end = tmp + sizeof tmp;
+    char *q = write_digits(end, x < 0 ? 0ull - (unsigned long long)x : (unsigned long long)x);
     if (x < 0) *--q = '-';
-    return put(b, q, tmp + sizeof tmp - q);
+    return put(b, q, end - q);
 }
 
 static int put_float(kbuf *b, PyObject *v) {
@@ -266,6 +293,23 @@ static int bind_args(CachedCallObject *self, PyObject *const *args, Py_ssize_t n
     return 0;
 }
 
+/* The scratch key, to be rewritten in place, when only this object holds it and it has
+ * `len` ASCII characters (a new reference), else NULL. Writing into a str is safe only
+ * while no one else can see it: refcount 1 (ours), not interned; its cached hash is
+ * reset. This saves an allocation and a free per call when successive keys of a
+ * function have the same length (the common case: ids of one width). */
+static PyObject *reuse_scratch(CachedCallObject *self, Py_ssize_t len) {
+    PyObject *s = self->scratch;
+    if (s == NULL || Py_REFCNT(s) != 1 || PyUnicode_GET_LENGTH(s) != len || !PyUnicode_IS_COMPACT_ASCII(s) ||
+        PyUnicode_CHECK_INTERNED(s))
+        return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (((PyASCIIObject *)s)->wstr != NULL) return NULL; /* a wchar_t copy would go stale */
+#endif
+    ((PyASCIIObject *)s)->hash = -1;
+    return Py_NewRef(s);
+}
+
 /* The L1 key of this call as a new str, or NULL: with an exception set on an error,
  * without one to defer to the Python path. */
 static PyObject *build_key(CachedCallObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
@@ -299,8 +343,13 @@ static PyObject *build_key(CachedCallObject *self, PyObject *const *args, Py_ssi
     }
     Py_ssize_t len = b.p - b.start;
     if (b.pieces == NULL) {
-        key = PyUnicode_New(len, 127);
-        if (key != NULL) memcpy(PyUnicode_DATA(key), buf, (size_t)len);
+        key = reuse_scratch(self, len);
+        if (key == NULL) {
+            key = PyUnicode_New(len, 127);
+            if (key == NULL) goto done;
+            Py_XSETREF(self->scratch, Py_NewRef(key));
+        }
+        memcpy(PyUnicode_DATA(key), buf, (size_t)len);
     } else {
         PyObject *tail = PyUnicode_FromStringAndSize(b.start, len);
         if (tail != NULL && PyList_Append(b.pieces, tail) == 0) {
@@ -640,6 +689,7 @@ static void cc_dealloc(CachedCallObject *self) {
     Py_CLEAR(self->name);
     Py_CLEAR(self->missing);
     Py_CLEAR(self->l1prefix);
+    Py_CLEAR(self->scratch);
     for (Py_ssize_t i = 0; i < self->nparams; i++) Py_CLEAR(self->pnames[i]);
     PyMem_Free(self->prefix);
     free_parts(self);

@@ -1020,3 +1020,21 @@ def test_nostore_with_redis_stores_nothing_there_either(redis_caches, rawr):
     assert not rawr.exists(c.redis_key("k"))
     assert c.get_or_set("k", lambda: "v") == "v"
     assert rawr.exists(c.redis_key("k"))
+
+
+def test_keys_of_one_length_built_in_a_row_stay_distinct(cache):
+    """The C path rewrites its last key in place when nobody else holds it: every key
+    anyone kept (L1, a miss handler, a traceback) must keep its text."""
+    kept = []
+
+    @cache.cached()
+    def f(x):
+        return x
+
+    for x in range(10, 100):
+        assert f(x) == x
+        kept.append(f._key(x))
+    assert kept == [cache._ns.l1prefix + f.cache_key(x) for x in range(10, 100)]
+    assert sorted(k for k in cache._core.l1.keys()) == sorted(kept)
+    assert [f(x) for x in range(10, 100)] == list(range(10, 100))
+    assert f.stats()["hits"] == 90
