@@ -246,30 +246,43 @@ def _error_kind(exc: BaseException) -> str:
     return type(exc).__name__ + (f" (from {type(cause).__name__})" if cause is not None else "")
 
 
+_FLIGHTS_GUARD = threading.Lock()  # guards every flight's done flag and waiter list
+
+
 class _Flight:
     """One in-process load that concurrent callers of the same key wait for: threads on
-    the event, asyncio tasks (of any loop) on a future resolved from the leader's thread."""
+    ``gate`` (a lock the leader holds until it finishes: far cheaper to create than an
+    Event, which matters because every miss creates a flight), asyncio tasks (of any loop)
+    on a future resolved from the leader's thread."""
 
-    __slots__ = ("event", "value", "error", "snap", "waiters", "lock")
+    __slots__ = ("gate", "done", "value", "error", "snap", "waiters")
 
     def __init__(self, snap: tuple) -> None:
         self.snap = snap
-        self.event = threading.Event()
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
-        self.lock = threading.Lock()
 
     def finish(self, value: Any = None, error: BaseException | None = None) -> None:
-        with self.lock:
+        with _FLIGHTS_GUARD:
             self.value, self.error = value, error
-            self.event.set()
+            self.done = True
             waiters, self.waiters = self.waiters, []
+        self.gate.release()
         for loop, fut in waiters:
             try:
                 loop.call_soon_threadsafe(self._resolve, fut)
             except RuntimeError:  # that loop is closed: nobody waits there any more
                 pass
+
+    def wait(self) -> None:
+        """Block this thread until the leader finished."""
+        if not self.done:
+            self.gate.acquire()
+            self.gate.release()
 
     def _resolve(self, fut: asyncio.Future) -> None:
         if fut.done():
@@ -287,8 +300,8 @@ class _Flight:
     async def wait_async(self) -> Any:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        with self.lock:
-            if not self.event.is_set():
+        with _FLIGHTS_GUARD:
+            if not self.done:
                 self.waiters.append((loop, fut))
             else:
                 return self.result()
@@ -1380,6 +1393,24 @@ class TieredCache:
         self._l1_store(key, value, ttl, tags, None, snap, snap_tags)
         return value
 
+    def _load_l1(self, key: str, loader: Callable[[], Any], ttl: float | None, tags: tuple[str, ...],
+                 snap: tuple, snap_tags: tuple[str, ...]) -> Any:
+        """_load for a cache without Redis (sync): call the loader, fill L1."""
+        core = self._core
+        core.stats["loads"] += 1
+        try:
+            value = loader()
+        except BaseException as exc:
+            core.stats["load_errors"] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("tieredcache: loader of %s in namespace %r raised %s", core.key_for_log(key), self._ns.name,
+                          type(exc).__name__)
+            raise
+        if type(value) is NoStore:
+            return value.value
+        self._l1_store(key, value, ttl, tags, None, snap, snap_tags)
+        return value
+
     def _lock_key(self, key: str) -> str:
         return f"tc:{self._ns.ns}:lock:{key}"
 
@@ -1506,11 +1537,14 @@ class TieredCache:
             flight, leader = self._flight(fkey, snap)
             if leader:
                 break
-            flight.event.wait()
+            flight.wait()
             if not isinstance(flight.error, _LeaderCancelled):
                 return flight.result()
         try:
-            value = self._run(self._load(key, loader, ttl, tags, snap, snap_tags))
+            if core.redis is None:  # L1 only: the same steps as _load, without a generator
+                value = self._load_l1(key, loader, ttl, tags, snap, snap_tags)
+            else:
+                value = self._run(self._load(key, loader, ttl, tags, snap, snap_tags))
         except BaseException as exc:
             flight.finish(error=exc)
             raise
