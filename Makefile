@@ -104,7 +104,7 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 endef
 
-.PHONY: help venv build test demo asan-build asan-test bench bench-redis deps clean distclean FORCE
+.PHONY: help venv build test demo asan-build asan-test bench bench-redis bench-decorators bench-web deps clean distclean FORCE
 
 help: ## list the targets
 	@echo "tieredcache: make TARGET"
@@ -248,3 +248,20 @@ clean: ## remove build products (keeps .venv and its installs)
 
 distclean: clean ## clean, and remove .venv and .hypothesis
 	rm -rf $(VENV) .hypothesis
+
+# ---- decorator and web benchmarks ----------------------------------------------------------
+bench-decorators: $(BENCH_STAMP) $(SO) ## decorator hit/miss cost against lru_cache, cachetools, theine, cachebox, cashews, aiocache
+	$(PY) benchmarks/bench_decorators.py $(BENCH_ARGS)
+
+bench-web: $(BENCH_STAMP) $(SO) ## FastAPI/Flask endpoints under load (wrk) against the uncached endpoint and peer caches
+	@if command -v wrk >/dev/null 2>&1; then \
+	  echo "==> bench-web: $$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "==> bench-web: installing wrk with apt-get"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk </dev/null; \
+	else \
+	  echo "==> bench-web: wrk not found: the benchmark falls back to a slower Python load generator." >&2; \
+	  echo "    install it as root: apt-get update && apt-get install -y wrk" >&2; \
+	fi
+	$(PY) benchmarks/bench_web.py $(BENCH_ARGS)
