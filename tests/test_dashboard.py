@@ -252,7 +252,8 @@ def _install_chromium() -> str | None:
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return (f"{CHROMIUM} or {CHROMEDRIVER} is missing and this is not a root Debian system: "
                 "install them with 'apt-get install -y chromium chromium-driver' (make deps does)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    env["DEBIAN_FRONTEND"] = "noninteractive"
     for command in (["apt-get", "update", "-qq"],
                     ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"]):
         try:
@@ -295,8 +296,12 @@ class WebDriver:
         self.port = _free_port()
         self.timeout = timeout
         self.log = tempfile.TemporaryFile()
+        # The browser is not ours to sanitize: `make asan-test` preloads the ASan runtime
+        # into every process it starts, which chromedriver and Chromium refuse.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")}
         self.process = subprocess.Popen([chromedriver, f"--port={self.port}"], stdin=subprocess.DEVNULL,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+                                        stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.base = f"http://127.0.0.1:{self.port}"
         self.session: str | None = None
         deadline = time.monotonic() + timeout
@@ -307,7 +312,11 @@ class WebDriver:
             except (OSError, WebDriverError):
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise WebDriverError(f"chromedriver did not start: {self.output()}")
+                output = self.output()
+                self.process.kill()
+                self.process.wait(10)
+                self.log.close()
+                raise WebDriverError(f"chromedriver did not start: {output}")
             time.sleep(0.05)
         capabilities = {"alwaysMatch": {
             "browserName": "chrome",
