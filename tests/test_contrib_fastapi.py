@@ -304,7 +304,7 @@ def test_the_response_is_cached_in_the_app_cache_under_the_path_and_query(cache,
     with TestClient(items_app(cache, calls)) as client:
         client.get("/items/1?q=x")
 
-    status, headers, body, etag = cache.get("http:GET:/items/1?q=x")
+    status, headers, body, etag = cache.get("http:GET /items/1?q=x testserver")
     assert status == 200 and body == b'{"id":1,"q":"x","tags":[]}'
     assert (b"etag", etag) in headers
 
@@ -426,7 +426,7 @@ def _keys_seen(cache: TieredCache) -> list[str]:
     keys = []
     for who in ("ana", "bob"):
         digest = hashlib.sha256(b"authorization\x00Bearer " + who.encode() + b"\x00").hexdigest()
-        key = f"http:GET:/me#user={digest}"
+        key = f"http:GET /me testserver#user={digest}"
         assert cache.get(key) is not None
         keys.append(key)
     return keys
@@ -567,7 +567,7 @@ def test_cache_response_without_a_cache_uses_the_app_cache_and_tier_names(cache,
         miss, hit = client.get("/dashboard"), client.get("/dashboard")
 
     assert miss.headers["cache-control"] == "public, max-age=900" and hit.headers["x-cache"] == "HIT"
-    assert cache.get("http:GET:/dashboard") is not None
+    assert cache.get("http:GET /dashboard testserver") is not None
 
 
 def test_another_process_serves_the_response_from_redis(redis_url, calls):
@@ -1152,3 +1152,32 @@ def test_an_app_router_with_cached_handlers_and_admin_router_together(cache, cal
         assert client.get("/api/items/1").headers["x-cache"] == "MISS"
 
     assert calls["read"] == 2
+
+
+def test_a_path_cannot_spell_another_request_s_key_or_a_user_s_entry() -> None:
+    """Paths are decoded before routing: an escaped ``?`` or ``#user=`` in a path must not
+    produce the key of another request, nor of a signed-in user's private entry."""
+    cache = TieredCache(namespace="keys")
+    app = FastAPI()
+    calls: list[str] = []
+
+    @app.get("/{page:path}")
+    @cache_response(cache, private="per_user")
+    async def page(page: str) -> dict:
+        calls.append(page)
+        return {"page": page}
+
+    with TestClient(app) as client:
+        private = client.get("/me", headers={"Authorization": "Bearer victim"})
+        assert private.json() == {"page": "me"}
+        keys = [k for k in cache._core.l1.keys() if "#user=" in k]
+        assert len(keys) == 1
+        forged_path = keys[0].split("http:GET ", 1)[1].replace(" testserver", "").replace("#", "%23")
+        forged = client.get(forged_path)  # no credentials: must not see the victim's entry
+        assert forged.headers["X-Cache"] == "MISS"
+        assert forged.json() != {"page": "me"}
+        a = client.get("/a%3Fx=1")
+        b = client.get("/a?x=1")
+        assert a.json() == {"page": "a?x=1"} and b.json() == {"page": "a"}
+        assert b.headers["X-Cache"] == "MISS"  # not the entry of /a%3Fx=1
+    cache.close()

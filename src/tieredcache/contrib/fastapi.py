@@ -29,7 +29,7 @@ import hashlib
 import inspect
 import os
 import typing
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
@@ -201,7 +201,29 @@ def _sorted_query(qs: bytes) -> str:
         return ""
     if b"&" in qs:
         qs = b"&".join(sorted(qs.split(b"&"), key=lambda p: p.partition(b"=")[0]))
-    return "?" + qs.decode("latin-1")
+    return "?" + _escape(qs.decode("latin-1"))
+
+
+def _escape(text: str) -> str:
+    """Percent-encode the characters that delimit the parts of a response key, so that
+    no path, host or query can spell another request's key (or a user's suffix)."""
+    if "%" in text or "?" in text or "#" in text or " " in text:
+        text = text.replace("%", "%25").replace("?", "%3F").replace("#", "%23").replace(" ", "%20")
+    return text
+
+
+def _response_key(scope: Mapping[str, Any]) -> str:
+    """``http:GET <path>[?<sorted query>] <host>``: injective, because the (decoded) path,
+    the query and the host are escaped so each part ends where the next begins and none
+    can contain the ``#user=`` suffix of per-user entries. The host is part of the key so
+    that a forged Host header cannot plant a page for other visitors; it comes last so
+    that ``invalidate_prefix("http:GET /products/")`` reaches every host."""
+    host = ""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            host = value.decode("latin-1")
+            break
+    return "http:GET " + _escape(scope["path"]) + _sorted_query(scope["query_string"]) + " " + _escape(host)
 
 
 def _user_hash(credentials: list[tuple[bytes, bytes]]) -> str:
@@ -335,8 +357,9 @@ def cache_response(cache: TieredCache | None = None, ttl: float | str | None = N
     (``X-Cache: BYPASS``); ``"per_user"`` keys them by a SHA-256 of those headers and
     marks them ``Cache-Control: private``.
 
-    The key is ``"http:GET:" + path + "?" + query`` (parameters sorted by name), with
-    ``"#user=<sha256>"`` appended per user. Only 2xx responses with a body (not
+    The key is ``"http:GET " + path + "?" + query + " " + host`` (parameters sorted by
+    name, every part escaped: see ``_response_key``), with ``"#user=<sha256>"`` appended
+    per user. Only 2xx responses with a body (not
     streamed) and no ``Set-Cookie`` are stored.
     """
     if callable(cache) and not isinstance(cache, TieredCache):
@@ -406,7 +429,7 @@ def cache_response(cache: TieredCache | None = None, ttl: float | str | None = N
                     credentials.append((name, value))
                 elif name == b"if-none-match":
                     if_none_match = value
-            key = "http:GET:" + scope["path"] + _sorted_query(scope["query_string"])
+            key = _response_key(scope)
             if credentials is not None:
                 if not policy.per_user:
                     return _mark(await call(args, kwargs), sub, _X_BYPASS)
