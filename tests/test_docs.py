@@ -22,7 +22,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["docs/decorators.md", "docs/fastapi.md", "docs/flask.md", "docs/testing.md", "docs/observability.md"]
+DOCS = ["README.md", "docs/index.md", "docs/quickstart.md", "docs/concepts.md", "docs/decorators.md",
+        "docs/fastapi.md", "docs/flask.md", "docs/testing.md", "docs/observability.md", "docs/configuration.md",
+        "docs/api.md", "docs/migration.md", "docs/troubleshooting.md", "docs/local-cache.md",
+        "docs/tiered-cache.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 NAMED = re.compile(r"#\s*([\w.-]+\.py)\s*$")
 
@@ -62,3 +65,21 @@ def test_every_code_block_of_the_document_runs(doc, tmp_path):
             cmd = [sys.executable, name]
         r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, f"{doc}:{line} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+
+
+def test_the_api_reference_documents_every_public_name():
+    """docs/api.md names, in backquotes, every name of tieredcache.__all__, of the public
+    modules' __all__ and the pytest plugin's fixtures."""
+    import tieredcache
+    import tieredcache.prometheus
+    import tieredcache.pytest_plugin
+    import tieredcache.testing
+
+    names = set(tieredcache.__all__) | set(tieredcache.testing.__all__) | {"RedisServer"}
+    names |= set(tieredcache.prometheus.__all__) | set(tieredcache.pytest_plugin.__all__)
+    names |= {"tiered_cache", "cache_events", "cache_clock", "redis_server", "redis_url"}
+    for module in ("tieredcache.contrib.fastapi", "tieredcache.contrib.flask"):
+        names |= set(pytest.importorskip(module).__all__)
+    text = (ROOT / "docs/api.md").read_text()
+    missing = sorted(n for n in names if not re.search(r"`(?:[\w.]+\.)?" + re.escape(n) + r"[`(\s]", text))
+    assert not missing, f"docs/api.md does not document: {', '.join(missing)}"
