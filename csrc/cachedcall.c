@@ -10,7 +10,9 @@
  *     2. writes the L1 key into a stack buffer: the bound LocalCache's namespace prefix,
  *        then either  name "(" enc(a1) "," enc(a2) ... ")"  or a key template's literal
  *        parts and argument values (the same text _keys.py builds; see there);
- *     3. looks the key up in the bound LocalCache; a hit returns the value.
+ *     3. looks the key up in the bound LocalCache; a hit returns the value. While the
+ *        cache's invalidation fence is raised (localcache.c), the call goes to the slow
+ *        path, which applies the waiting invalidations before reading L1.
  *
  *   Anything else -- an argument type this file does not encode (exact str, int, float,
  *   bool, None, bytes, date/time types and Decimal are), a key longer than the buffer, a call
@@ -376,6 +378,10 @@ static PyObject *lookup_call(CachedCallObject *self, PyObject *const *args, Py_s
         if (PyErr_Occurred()) return NULL;
         return Py_NewRef(self->missing);
     }
+    if (TC_UNLIKELY(tc_localcache_pending(self->l1))) { /* invalidations to apply first */
+        *keyout = key;
+        return Py_NewRef(self->missing);
+    }
     PyObject *l1 = Py_NewRef(self->l1);
     PyObject *value = tc_localcache_get(l1, key, self->missing);
     Py_DECREF(l1);
@@ -434,10 +440,16 @@ static PyObject *cc_vectorcall(CachedCallObject *self, PyObject *const *args, si
 }
 
 static PyObject *cc_probe(CachedCallObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    uint64_t t0 = 0;
+    int timed = self->monitor && (self->hits % TC_SAMPLE_EVERY) == 0;
+    if (timed) t0 = now_ns();
     PyObject *key;
     PyObject *value = lookup_call(self, args, nargs, kwnames, &key);
     Py_XDECREF(key);
-    if (value != NULL && value != self->missing) self->hits++;
+    if (value != NULL && value != self->missing) {
+        self->hits++;
+        if (timed) record_sample(self, now_ns() - t0);
+    }
     return value;
 }
 

@@ -10,6 +10,7 @@
  *   tags.c       tag index: tag -> entries carrying it
  *   store.c      the hash store tying the above together (entries, index, bounds)
  *   lock.c       the store lock, cooperative with the GIL
+ *   fence.c      the invalidation fence: raised by a watcher thread, without the GIL
  *   localcache.c the Python type LocalCache
  *   cachedcall.c the Python type CachedCall: a decorated function's hit path
  *   module.c     module init, clock functions, fork hooks

@@ -27,11 +27,14 @@
  *   tp_clear detaches the store first and drops the references after; dealloc is
  *   UnTrack -> weakrefs -> clear -> free -> Py_DECREF(type), as in CPython's lru_cache.
  */
+#include <errno.h>
 #include <math.h>
+#include <poll.h>
 
 #include "localcache.h"
 #include <structmember.h>
 #include "clock.h"
+#include "fence.h"
 #include "lock.h"
 #include "store.h"
 
@@ -54,6 +57,7 @@ typedef struct LocalCacheObject {
     tc_lock lock;
     int64_t default_ttl; /* ns, or TC_NO_DEADLINE */
     uint32_t reads;      /* reads since the last maintenance */
+    tc_fence fence;      /* raised when the owner's invalidation socket has data (fence.c) */
     PyObject *weakreflist;
     struct LocalCacheObject *reg_prev, *reg_next; /* every live cache, for fork */
 } LocalCacheObject;
@@ -92,7 +96,10 @@ void tc_localcache_after_fork_parent(void) { forking = 0; }
 
 void tc_localcache_after_fork_child(void) {
     forking = 0;
-    for (LocalCacheObject *c = registry; c; c = c->reg_next) tc_lock_reinit(&c->lock);
+    for (LocalCacheObject *c = registry; c; c = c->reg_next) {
+        tc_lock_reinit(&c->lock);
+        tc_fence_after_fork_child(&c->fence);
+    }
 }
 
 /* ---- helpers --------------------------------------------------------------------- */
@@ -417,6 +424,10 @@ static PyObject *lc_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     self->weakreflist = NULL;
     self->default_ttl = default_ttl;
     self->reads = 0;
+    if (tc_fence_init(&self->fence) < 0) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
     if (tc_lock_init(&self->lock) < 0) {
         /* nothing else to undo: the store is zeroed */
         Py_DECREF(self);
@@ -471,6 +482,9 @@ static void lc_dealloc(LocalCacheObject *self) {
     PyObject_GC_UnTrack(self);
     if (self->weakreflist) PyObject_ClearWeakRefs((PyObject *)self);
     registry_remove(self);
+    Py_BEGIN_ALLOW_THREADS
+    tc_fence_destroy(&self->fence);
+    Py_END_ALLOW_THREADS
     lc_empty(self);
     tc_store_destroy(&self->store);
     tc_lock_destroy(&self->lock);
@@ -978,6 +992,68 @@ error:
     return NULL;
 }
 
+/* ---- the invalidation fence (fence.c) ----------------------------------------------
+ *
+ * TieredCache's listener hands its pub/sub socket to _watch(); readers check the fence
+ * (the decorated functions' C path, TieredCache.get via `_pending`) and, when it is
+ * raised, apply the waiting invalidations before trusting L1 (_Core.fence). */
+
+int tc_localcache_pending(PyObject *cache) { return tc_fence_pending(&((LocalCacheObject *)cache)->fence); }
+
+/* _watch(fd): raise the fence whenever fd has data (a watcher thread); None stops it. */
+static PyObject *lc_watch(LocalCacheObject *self, PyObject *arg) {
+    int fd = -1;
+    if (arg != Py_None) {
+        fd = PyObject_AsFileDescriptor(arg);
+        if (fd < 0) return NULL;
+    }
+    int rc = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (fd < 0) tc_fence_unwatch(&self->fence);
+    else rc = tc_fence_watch(&self->fence, fd);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
+/* _wait_readable(fd, timeout): wait without the GIL until fd is readable (raising the
+ * fence first) or timeout seconds pass. True if readable. */
+static PyObject *lc_wait_readable(LocalCacheObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_wait_readable(fd, timeout) takes 2 arguments");
+        return NULL;
+    }
+    int fd = PyObject_AsFileDescriptor(args[0]);
+    if (fd < 0) return NULL;
+    double timeout = PyFloat_AsDouble(args[1]);
+    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
+    if (!(timeout >= 0) || timeout > 3600) {
+        PyErr_Format(PyExc_ValueError, "timeout must be between 0 and 3600 seconds, got %R", args[1]);
+        return NULL;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = tc_fence_wait_readable(&self->fence, fd, (int)(timeout * 1000));
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        if (errno == EINTR) { /* a signal: let its handler run, report "not readable" */
+            if (PyErr_CheckSignals() < 0) return NULL;
+            Py_RETURN_FALSE;
+        }
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyBool_FromLong(rc > 0);
+}
+
+/* _take_pending(): lower the fence; True if it was raised. */
+static PyObject *lc_take_pending(LocalCacheObject *self, PyObject *Py_UNUSED(ignored)) {
+    return PyBool_FromLong(tc_fence_take(&self->fence));
+}
+
+static PyObject *lc_get_pending(LocalCacheObject *self, void *Py_UNUSED(c)) {
+    return PyBool_FromLong(tc_fence_pending(&self->fence));
+}
+
 static PyObject *lc_selfcheck(LocalCacheObject *self, PyObject *Py_UNUSED(ignored)) {
     lc_enter(self);
     const char *problem = tc_store_check(&self->store);
@@ -1035,6 +1111,13 @@ static PyMethodDef lc_methods[] = {
      "expire($self, /)\n--\n\nReclaim every expired entry now; returns how many."},
     {"stats", (PyCFunction)lc_stats, METH_NOARGS, "stats($self, /)\n--\n\nCounters and sizes, as a new dict."},
     {"keys", (PyCFunction)lc_keys, METH_NOARGS, "keys($self, /)\n--\n\nA list of the live keys."},
+    {"_wait_readable", (PyCFunction)(void (*)(void))lc_wait_readable, METH_FASTCALL,
+     "_wait_readable(fd, timeout, /)\n--\n\nWait without the GIL for fd to be readable, raising the "
+     "invalidation fence when it is (TieredCache's listener)."},
+    {"_watch", (PyCFunction)lc_watch, METH_O,
+     "_watch(fd, /)\n--\n\nRaise the invalidation fence whenever fd has data (None: stop watching)."},
+    {"_take_pending", (PyCFunction)lc_take_pending, METH_NOARGS,
+     "_take_pending()\n--\n\nLower the invalidation fence; True if it was raised."},
     {"_selfcheck", (PyCFunction)lc_selfcheck, METH_NOARGS,
      "_selfcheck($self, /)\n--\n\nCheck table, wheel, tag index and policy; AssertionError if corrupt."},
     {NULL, NULL, 0, NULL},
@@ -1044,6 +1127,7 @@ static PyGetSetDef lc_getset[] = {
     {"max_entries", (getter)lc_get_max_entries, NULL, "The bound on the number of entries.", NULL},
     {"max_bytes", (getter)lc_get_max_bytes, NULL, "The bound on charged bytes, or None.", NULL},
     {"default_ttl", (getter)lc_get_default_ttl, NULL, "The TTL of set() without ttl, or None.", NULL},
+    {"_pending", (getter)lc_get_pending, NULL, "Whether the invalidation fence is raised.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -19,6 +19,9 @@ void tc_localcache_after_fork_child(void);
  * to the value or to dflt; NULL with an exception (bad key). */
 PyObject *tc_localcache_get(PyObject *cache, PyObject *key, PyObject *dflt);
 
+/* Whether the invalidation fence of a LocalCache is raised (see localcache.c). */
+int tc_localcache_pending(PyObject *cache);
+
 /* Parse a TTL argument: None -> TC_NO_DEADLINE when allow_none, else a positive
  * finite number of seconds up to 100 years -> nanoseconds. 0 or -1 with an exception
  * naming `argname`. */

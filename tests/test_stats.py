@@ -204,3 +204,20 @@ def test_reconnects_are_counted_after_redis_restarts(fresh_redis_server):
         return c.stats()["l2"]["reconnects"] >= 2  # the pool's and the listener's
     assert wait_until(reconnected, timeout=10)
     c.close()
+
+
+def test_async_l1_hits_are_sampled_too(cache):
+    import asyncio
+
+    @cache.cached()
+    async def f(x):
+        return x
+
+    async def main():
+        for _ in range(33):
+            await f(1)
+
+    asyncio.run(main())
+    row = f.stats()
+    assert (row["l1_hits"], row["misses"]) == (32, 1)
+    assert row["latency"]["l1_hit"]["count"] == 2 and row["avg_hit_ms"] > 0

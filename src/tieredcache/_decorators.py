@@ -423,6 +423,8 @@ class _Cached:
         else:
             bound = self.params.bind(args, kwargs)
             key = self.key_for(bound)
+            if core.redis is not None and core.l1._pending:
+                core.fence()
             value = core.l1.get(prefix + key, _MISSING)
             if value is not _MISSING:
                 self.py_hits += 1
@@ -474,6 +476,8 @@ class _Cached:
             return await self.func(*args, **kwargs)
         bound = self.params.bind(args, kwargs)
         key = self.key_for(bound)
+        if core.redis is not None and core.l1._pending:
+            core.fence()
         value = core.l1.get(view._ns.l1prefix + key, _MISSING)
         if value is not _MISSING:
             self.py_hits += 1

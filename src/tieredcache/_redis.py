@@ -913,6 +913,12 @@ class PubSub:
             self._fail(exc)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def fileno(self) -> int:
+        """The connection's socket descriptor (to wait for messages with ``poll``); raises
+        ``BackendUnavailable`` when it is closed or lost. Call ``get_message(0)`` until it
+        returns None before waiting: messages may already be buffered here."""
+        return self._live_conn(connect=False).sock.fileno()
+
     def close(self) -> None:
         """Close the connection; a ``get_message`` waiting in another thread raises
         ``BackendUnavailable``. Idempotent."""

@@ -350,6 +350,8 @@ _cores: weakref.WeakSet[_Core] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    global _FLIGHTS_GUARD
+    _FLIGHTS_GUARD = threading.Lock()  # another thread of the parent may have held it
     for core in list(_cores):
         core._forked()
 
@@ -422,6 +424,7 @@ class _Core:
         self.pid = os.getpid()
         self.closed = False
         self.listener: threading.Thread | None = None
+        self.listen_lock = threading.Lock()  # one reader of the subscriber at a time (see fence)
         self.stop_listener = threading.Event()
         self.listener_pending: list[_Namespace] = []
         self.listener_connected = False
@@ -484,6 +487,9 @@ class _Core:
         self.flights = {}
         self.flights_lock = threading.Lock()
         self.ns_lock = threading.Lock()
+        self.listen_lock = threading.Lock()
+        self.pubsub = None  # the parent's subscriber: not ours to read
+        self.l1._take_pending()
         self.breaker.reset()
         self.aclients = weakref.WeakKeyDictionary()
         for ns in self.namespaces.values():
@@ -650,23 +656,27 @@ class _Core:
                 was_connected = True
                 self.listener_connected = True
                 backoff = 0.05
+                self.l1._watch(ps.fileno())  # the fence rises without waiting for this thread
                 while not stop.is_set():
-                    if self.listener_pending:
-                        with self.ns_lock:
-                            pending = list(self.listener_pending)
-                            self.listener_pending.clear()
-                        ps.subscribe(*[ns.channel for ns in pending])
-                        for ns in pending:
-                            ns.subscribed.set()
+                    with self.listen_lock:
+                        if self.listener_pending:
+                            with self.ns_lock:
+                                pending = list(self.listener_pending)
+                                self.listener_pending.clear()
+                            ps.subscribe(*[ns.channel for ns in pending])
+                            for ns in pending:
+                                ns.subscribed.set()
+                        self.l1._take_pending()
+                        if self._drain(ps):
+                            broken = False
                     if self.outbox:
                         try:
                             self.replay()
                         except BackendError:
                             pass  # Redis still failing; the next pass tries again
-                    msg = ps.get_message(timeout=0.1)
-                    if msg is not None:
-                        self._apply(msg[1])
-                        broken = False
+                    # Wait without the GIL; the fence rises as soon as a message arrives,
+                    # so readers apply it even while this thread waits for the GIL.
+                    self.l1._wait_readable(ps.fileno(), 0.1)
             except BackendError as exc:
                 if stop.is_set():
                     break  # close(): the subscriber was closed on purpose
@@ -698,9 +708,37 @@ class _Core:
             finally:
                 if ps is not None:
                     try:
+                        self.l1._watch(None)  # before its socket closes
                         ps.close()
                     except Exception:
                         pass
+
+    def _drain(self, ps: Any) -> int:
+        """Apply every message already received (with ``listen_lock`` held)."""
+        n = 0
+        msg = ps.get_message(timeout=0)
+        while msg is not None:
+            self._apply(msg[1])
+            n += 1
+            msg = ps.get_message(timeout=0)
+        return n
+
+    def fence(self) -> None:
+        """Before trusting L1: apply the invalidations that have arrived but that the
+        listener thread has not applied yet (it may be waiting for the GIL)."""
+        if not self.l1._take_pending():
+            return
+        ps = self.pubsub
+        if ps is None:
+            return
+        with self.listen_lock:
+            try:
+                self._drain(ps)
+            except BackendError:
+                pass  # the channel is lost: the listener flushes L1 and reconnects
+            except Exception as exc:  # never into the caller; and never trust L1 after it
+                self.log_error("tieredcache: applying invalidations failed; L1 flushed", exc)
+                self.flush_l1(None)
 
     def _apply(self, data: bytes) -> None:
         try:
@@ -1258,6 +1296,8 @@ class TieredCache:
         out: dict[str, Any] = {}
         if not core.enabled:
             return out
+        if core.redis is not None and core.l1._pending:
+            core.fence()
         missing = []
         for k in keys:
             v = core.l1.get(ns.l1prefix + k, _MISSING)
@@ -1473,6 +1513,8 @@ class TieredCache:
         core = self._core
         if not core.enabled:
             return default
+        if core.redis is not None and core.l1._pending:
+            core.fence()
         value = core.l1.get(self._ns.l1prefix + key, _MISSING)
         if value is not _MISSING:
             return value
@@ -1528,6 +1570,8 @@ class TieredCache:
         if not core.enabled:
             return loader()
         fkey = ns.l1prefix + key
+        if core.redis is not None and core.l1._pending:
+            core.fence()
         value = core.l1.get(fkey, _MISSING)
         if value is not _MISSING:
             return value
@@ -1563,6 +1607,8 @@ class TieredCache:
         core = self._core
         if not core.enabled:
             return default
+        if core.redis is not None and core.l1._pending:
+            core.fence()
         value = core.l1.get(self._ns.l1prefix + key, _MISSING)
         if value is not _MISSING:
             return value
@@ -1615,6 +1661,8 @@ class TieredCache:
         if not core.enabled:
             return await self._acall(loader)
         fkey = ns.l1prefix + key
+        if core.redis is not None and core.l1._pending:
+            core.fence()
         value = core.l1.get(fkey, _MISSING)
         if value is not _MISSING:
             return value
