@@ -11,16 +11,16 @@
  *   write.
  *
  * STRUCTURE
- *   A watcher thread (plain pthread, never touches Python) polls the socket. When data
- *   arrives it raises `pending` and sleeps on `cv` until someone lowers the fence
- *   (tc_fence_take), then polls again: data already there raises it again at once,
- *   data still to come wakes it. Readers -- the decorated function's C hit path,
+ *   A watcher thread (plain pthread, never touches Python) waits on the socket with an
+ *   edge-triggered epoll: every arrival of data raises `pending` (elsewhere: a poll that
+ *   then sleeps on `cv` until someone lowers the fence). Readers -- the decorated function's C hit path,
  *   TieredCache.get and friends -- check `pending` with one atomic load and, when
  *   raised, lower it and apply the waiting messages themselves before trusting L1.
  *
  * INVARIANTS
- *   - Whenever unread data sits in the socket, `pending` is raised or the watcher is
- *     about to raise it (it is in poll(), or just woke from `cv` after a take).
+ *   - Whenever data has arrived since the last reader lowered the fence, `pending` is
+ *     raised or the watcher, woken by the kernel, is about to raise it. (A reader lowers
+ *     the fence before it reads the socket, so data it did not read raises it again.)
  *   - Only tc_fence_watch/unwatch start and join the thread; `wake` ends its poll.
  *
  * COST
@@ -52,6 +52,42 @@ void tc_fence_destroy(tc_fence *f) {
     pthread_mutex_destroy(&f->mu);
 }
 
+#ifdef __linux__
+#include <sys/epoll.h>
+
+/* Edge-triggered: every arrival of new data wakes the watcher once, whether or not older
+ * data has been read yet, so the watcher never has to wait for a reader before watching
+ * again (a level-triggered poll would report the unread data forever). */
+static void *watch_main(void *arg) {
+    tc_fence *f = arg;
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) return NULL;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET | EPOLLRDHUP, .data.fd = f->fd};
+    struct epoll_event stop = {.events = EPOLLIN, .data.fd = f->wake[0]};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, f->fd, &ev) != 0 || epoll_ctl(ep, EPOLL_CTL_ADD, f->wake[0], &stop) != 0) {
+        close(ep);
+        return NULL;
+    }
+    for (;;) {
+        struct epoll_event got[2];
+        int n = epoll_wait(ep, got, 2, -1);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        int done = 0;
+        for (int i = 0; i < n; i++) {
+            if (got[i].data.fd == f->wake[0]) done = 1;
+            else __atomic_store_n(&f->pending, 1, __ATOMIC_RELEASE);
+        }
+        if (done) break;
+    }
+    close(ep);
+    return NULL;
+}
+#else
+/* Level-triggered fallback: after raising the fence, wait until a reader lowers it
+ * before polling again. */
 static void *watch_main(void *arg) {
     tc_fence *f = arg;
     struct pollfd p[2] = {{.fd = f->fd, .events = POLLIN}, {.fd = f->wake[0], .events = POLLIN}};
@@ -74,6 +110,7 @@ static void *watch_main(void *arg) {
     }
     return NULL;
 }
+#endif
 
 void tc_fence_unwatch(tc_fence *f) {
     if (!f->running) return;
