@@ -32,6 +32,11 @@ int tc_fence_take(tc_fence *f);
 
 static inline int tc_fence_pending(tc_fence *f) { return __atomic_load_n(&f->pending, __ATOMIC_ACQUIRE); }
 
+/* Raised, or data already waiting in the watched socket (a zero-timeout poll: raises
+ * the fence). The check readers make before trusting L1: it closes the window in which
+ * a message has arrived but the watcher thread has not run yet. */
+int tc_fence_probe(tc_fence *f);
+
 /* Wait up to timeout_ms for fd to be readable, raising the fence when it is: 1
  * readable, 0 timeout, -1 error (errno). */
 int tc_fence_wait_readable(tc_fence *f, int fd, int timeout_ms);

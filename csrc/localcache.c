@@ -998,7 +998,7 @@ error:
  * (the decorated functions' C path, TieredCache.get via `_pending`) and, when it is
  * raised, apply the waiting invalidations before trusting L1 (_Core.fence). */
 
-int tc_localcache_pending(PyObject *cache) { return tc_fence_pending(&((LocalCacheObject *)cache)->fence); }
+int tc_localcache_pending(PyObject *cache) { return tc_fence_probe(&((LocalCacheObject *)cache)->fence); }
 
 /* _watch(fd): raise the fence whenever fd has data (a watcher thread); None stops it. */
 static PyObject *lc_watch(LocalCacheObject *self, PyObject *arg) {
@@ -1051,7 +1051,7 @@ static PyObject *lc_take_pending(LocalCacheObject *self, PyObject *Py_UNUSED(ign
 }
 
 static PyObject *lc_get_pending(LocalCacheObject *self, void *Py_UNUSED(c)) {
-    return PyBool_FromLong(tc_fence_pending(&self->fence));
+    return PyBool_FromLong(tc_fence_probe(&self->fence));
 }
 
 static PyObject *lc_selfcheck(LocalCacheObject *self, PyObject *Py_UNUSED(ignored)) {
@@ -1127,7 +1127,8 @@ static PyGetSetDef lc_getset[] = {
     {"max_entries", (getter)lc_get_max_entries, NULL, "The bound on the number of entries.", NULL},
     {"max_bytes", (getter)lc_get_max_bytes, NULL, "The bound on charged bytes, or None.", NULL},
     {"default_ttl", (getter)lc_get_default_ttl, NULL, "The TTL of set() without ttl, or None.", NULL},
-    {"_pending", (getter)lc_get_pending, NULL, "Whether the invalidation fence is raised.", NULL},
+    {"_pending", (getter)lc_get_pending, NULL,
+     "Whether invalidations wait to be applied (the fence is raised, or the watched socket has data).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

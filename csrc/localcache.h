@@ -19,7 +19,8 @@ void tc_localcache_after_fork_child(void);
  * to the value or to dflt; NULL with an exception (bad key). */
 PyObject *tc_localcache_get(PyObject *cache, PyObject *key, PyObject *dflt);
 
-/* Whether the invalidation fence of a LocalCache is raised (see localcache.c). */
+/* Whether invalidations wait to be applied: the fence is raised or the watched socket
+ * has data (see fence.c). */
 int tc_localcache_pending(PyObject *cache);
 
 /* Parse a TTL argument: None -> TC_NO_DEADLINE when allow_none, else a positive
