@@ -104,11 +104,11 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 endef
 
-.PHONY: help venv build test demo asan-build asan-test bench bench-redis bench-decorators bench-web deps clean distclean FORCE
+.PHONY: help venv build test demo asan-build asan-test bench bench-redis bench-decorators bench-web bench-e2e deps clean distclean FORCE
 
 help: ## list the targets
 	@echo "tieredcache: make TARGET"
-	@awk -F':.*## ' '/^[a-z-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo "knobs: PYTEST_ARGS='...'  BENCH_ARGS='...'  TIEREDCACHE_DEBUG=1  ASAN_DEBUG=1  PYTHON=python3"
 
 # ---- environment -------------------------------------------------------------------------
@@ -278,3 +278,19 @@ bench-web: $(BENCH_STAMP) $(SO) ## FastAPI/Flask endpoints under load (wrk) agai
 	  echo "    install it as root: apt-get update && apt-get install -y wrk" >&2; \
 	fi
 	$(PY) benchmarks/bench_web.py $(BENCH_ARGS)
+
+bench-e2e: $(BENCH_STAMP) $(SO) ## the restaurant and barbershop apps under load (2 workers) against peer caches; installs wrk
+	@missing=""; \
+	command -v wrk >/dev/null 2>&1 || missing="$$missing wrk"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then \
+	  echo "==> bench-e2e: $$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $$(redis-server --version | cut -d' ' -f1-3)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "==> bench-e2e: installing$$missing with apt-get"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	else \
+	  echo "==> bench-e2e: missing:$$missing; install them as root: apt-get update && apt-get install -y$$missing" >&2; \
+	  exit 1; \
+	fi
+	$(PY) benchmarks/bench_e2e.py $(BENCH_ARGS)
