@@ -83,3 +83,21 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align:
     for r in rows:
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
     return "\n".join(lines)
+
+
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where /proc/loadavg is missing)."""
+    try:
+        with open("/proc/loadavg", encoding="ascii") as fh:
+            return [float(x) for x in fh.read().split()[:3]]
+    except OSError:
+        return None
+
+
+def targets_lines(targets: Sequence[dict[str, Any]], markdown: bool) -> list[str]:
+    """The "targets (informational)" block of a report: a table, or one line per target."""
+    if markdown:
+        return [markdown_table(["target", "result", "detail"],
+                               [[t["target"], f"**{t['status']}**", t["detail"]] for t in targets], "lll")]
+    return [f"{t['status']:<4}  {t['target']}: {t['detail']}" for t in targets]
+

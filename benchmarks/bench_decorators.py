@@ -63,7 +63,7 @@ from typing import Any, Callable
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _peers import import_local_cache  # noqa: E402  (puts src/ on sys.path if needed)
-from _report import fmt_ns, fmt_ratio, machine_info, markdown_table, text_table  # noqa: E402
+from _report import fmt_ns, fmt_ratio, loadavg, machine_info, markdown_table, targets_lines, text_table  # noqa: E402
 from _timing import empty_ns_per_key, measure, summarize  # noqa: E402
 
 TTL_SECONDS = 3600
@@ -694,26 +694,13 @@ def render(res: dict, markdown: bool) -> str:
             out.extend(f"  {x}" for x in errs + checks)
     if res.get("targets"):
         h("targets (informational)")
-        if markdown:
-            out.append(table(["target", "result", "detail"],
-                             [[t["target"], f"**{t['status']}**", t["detail"]] for t in res["targets"]], "lll"))
-        else:
-            for t in res["targets"]:
-                out.append(f"{t['status']:<4}  {t['target']}: {t['detail']}")
+        out.extend(targets_lines(res["targets"], markdown))
     return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        with open("/proc/loadavg", encoding="ascii") as fh:
-            return [float(x) for x in fh.read().split()[:3]]
-    except OSError:
-        return None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -779,7 +766,7 @@ def main(argv: list[str]) -> int:
             "config": {k: v for k, v in vars(cfg).items() if k not in ("json", "markdown")},
             "value": VALUE,
             "ttl_seconds": TTL_SECONDS,
-            "loadavg_start": _loadavg(),
+            "loadavg_start": loadavg(),
         }
     }
     started = time.perf_counter()
@@ -788,7 +775,7 @@ def main(argv: list[str]) -> int:
         res[mode] = run_mode(cfg, mode, decos)
         res[mode]["seconds"] = round(time.perf_counter() - t0, 1)
     res["meta"]["seconds"] = round(time.perf_counter() - started, 1)
-    res["meta"]["loadavg_end"] = _loadavg()
+    res["meta"]["loadavg_end"] = loadavg()
     res["targets"] = evaluate_targets(res)
     sys.stdout.write(render(res, markdown=False))
     if cfg.json:

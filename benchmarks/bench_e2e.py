@@ -81,7 +81,7 @@ for _p in (HERE, EXAMPLES, os.path.join(ROOT, "src")):
 
 from _e2e_load import BARBERSHOP_LUA, RESTAURANT_LUA, run_wrk, wrk_path  # noqa: E402
 from _e2e_stats import read_all, snapshot  # noqa: E402
-from _report import machine_info, markdown_table, text_table  # noqa: E402
+from _report import loadavg, machine_info, markdown_table, targets_lines, text_table  # noqa: E402
 
 FASTAPI_VARIANTS = ("uncached", "tiered-l1", "tiered-redis", "fastapi-cache2", "cashews")
 FLASK_VARIANTS = ("uncached", "tiered-redis", "flask-caching")
@@ -914,26 +914,13 @@ def render(res: dict, markdown: bool) -> str:
                            + ", ".join(hr))
     if res.get("targets"):
         h("targets (informational)")
-        if markdown:
-            out.append(table(["target", "result", "detail"],
-                             [[t["target"], f"**{t['status']}**", t["detail"]] for t in res["targets"]], "lll"))
-        else:
-            for t in res["targets"]:
-                out.append(f"{t['status']:<4}  {t['target']}: {t['detail']}")
+        out.extend(targets_lines(res["targets"], markdown))
     return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        with open("/proc/loadavg", encoding="ascii") as fh:
-            return [float(x) for x in fh.read().split()[:3]]
-    except OSError:
-        return None
 
 
 def library_versions() -> dict[str, str]:
@@ -1039,7 +1026,7 @@ def main(argv: list[str]) -> int:
         "versions": library_versions(),
         "config": {k: v for k, v in vars(cfg).items() if k not in ("json", "markdown")},
         "pinning": pinning,
-        "loadavg_start": _loadavg(),
+        "loadavg_start": loadavg(),
     }}
     log(f"bench_e2e: {pinning}; load average {res['meta']['loadavg_start']}")
     started = time.perf_counter()
@@ -1056,7 +1043,7 @@ def main(argv: list[str]) -> int:
     finally:
         cleanup()
     res["meta"]["seconds"] = round(time.perf_counter() - started, 1)
-    res["meta"]["loadavg_end"] = _loadavg()
+    res["meta"]["loadavg_end"] = loadavg()
     res["targets"] = evaluate_targets(res)
     sys.stdout.write(render(res, markdown=False))
     if cfg.json:

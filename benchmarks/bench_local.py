@@ -55,7 +55,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _peers import IMPLS, TTL_SECONDS, Impl, import_local_cache, library_versions  # noqa: E402
-from _report import fmt_ns, fmt_ratio, machine_info, markdown_table, text_table  # noqa: E402
+from _report import fmt_ns, fmt_ratio, loadavg, machine_info, markdown_table, targets_lines, text_table  # noqa: E402
 from _timing import (  # noqa: E402
     CONTAINS,
     SUBSCRIPT,
@@ -1005,26 +1005,13 @@ def render(res: dict, markdown: bool) -> str:
             p("CHECK FAILURES: " + "; ".join(fails))
     if res.get("targets"):
         h("targets (informational)")
-        if markdown:
-            out.append(table(["target", "result", "detail"],
-                             [[t["target"], f"**{t['status']}**", t["detail"]] for t in res["targets"]], "lll"))
-        else:
-            for t in res["targets"]:
-                out.append(f"{t['status']:<4}  {t['target']}: {t['detail']}")
+        out.extend(targets_lines(res["targets"], markdown))
     return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        with open("/proc/loadavg", encoding="ascii") as fh:
-            return [float(x) for x in fh.read().split()[:3]]
-    except OSError:
-        return None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -1099,7 +1086,7 @@ def main(argv: list[str]) -> int:
             "unavailable": {i.name: i.error for i in IMPLS if not i.available},
         }
     }
-    res["meta"]["loadavg_start"] = _loadavg()
+    res["meta"]["loadavg_start"] = loadavg()
     started = time.perf_counter()
     for s in sections:
         t0 = time.perf_counter()
@@ -1107,7 +1094,7 @@ def main(argv: list[str]) -> int:
                   "memory": section_memory, "tags": section_tags}[s](cfg, impls)
         res[s]["seconds"] = round(time.perf_counter() - t0, 1)
     res["meta"]["seconds"] = round(time.perf_counter() - started, 1)
-    res["meta"]["loadavg_end"] = _loadavg()
+    res["meta"]["loadavg_end"] = loadavg()
     res["targets"] = evaluate_targets(res)
     sys.stdout.write(render(res, markdown=False))
     if cfg.json:

@@ -69,7 +69,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _report import fmt_ratio, machine_info, markdown_table, text_table  # noqa: E402
+from _report import fmt_ratio, loadavg, machine_info, markdown_table, targets_lines, text_table  # noqa: E402
 from _web_apps import FASTAPI_VARIANTS, FLASK_VARIANTS, PAYLOAD  # noqa: E402
 from _web_load import run_load, wrk_path  # noqa: E402
 
@@ -611,26 +611,13 @@ def render(res: dict, markdown: bool) -> str:
                     out.append(("- " if markdown else "  ") + f"{LABEL.get(v, v)}: unavailable ({e})")
     if res.get("targets"):
         h("targets (informational)")
-        if markdown:
-            out.append(table(["target", "result", "detail"],
-                             [[t["target"], f"**{t['status']}**", t["detail"]] for t in res["targets"]], "lll"))
-        else:
-            for t in res["targets"]:
-                out.append(f"{t['status']:<4}  {t['target']}: {t['detail']}")
+        out.extend(targets_lines(res["targets"], markdown))
     return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        with open("/proc/loadavg", encoding="ascii") as fh:
-            return [float(x) for x in fh.read().split()[:3]]
-    except OSError:
-        return None
 
 
 def library_versions() -> dict[str, str]:
@@ -730,7 +717,7 @@ def main(argv: list[str]) -> int:
             "config": {k: v for k, v in vars(cfg).items() if k not in ("json", "markdown")},
             "load_tool": tool if tool == "wrk" else f"python http.client ({cfg.py_connections} processes)",
             "pinning": pinning,
-            "loadavg_start": _loadavg(),
+            "loadavg_start": loadavg(),
         }
     }
     log(f"load generator: {res['meta']['load_tool']}; {pinning}")
@@ -744,7 +731,7 @@ def main(argv: list[str]) -> int:
     finally:
         _stop_all()
     res["meta"]["seconds"] = round(time.perf_counter() - started, 1)
-    res["meta"]["loadavg_end"] = _loadavg()
+    res["meta"]["loadavg_end"] = loadavg()
     res["targets"] = evaluate_targets(res)
     sys.stdout.write(render(res, markdown=False))
     if cfg.json:
