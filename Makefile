@@ -104,12 +104,12 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 endef
 
-.PHONY: help venv build test demo asan-build asan-test bench bench-redis bench-decorators bench-web bench-e2e deps clean distclean FORCE
+.PHONY: help venv build test demo asan-build asan-test hardening hardening-ci bench bench-redis bench-decorators bench-web bench-e2e deps clean distclean FORCE
 
 help: ## list the targets
 	@echo "tieredcache: make TARGET"
-	@awk -F':.*## ' '/^[a-z0-9-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
-	@echo "knobs: PYTEST_ARGS='...'  BENCH_ARGS='...'  TIEREDCACHE_DEBUG=1  ASAN_DEBUG=1  PYTHON=python3"
+	@awk -F':.*## ' '/^[a-z0-9%-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@echo "knobs: PYTEST_ARGS='...'  BENCH_ARGS='...'  CAMPAIGNS='fuzz chaos'  TIEREDCACHE_DEBUG=1  ASAN_DEBUG=1  PYTHON=python3"
 
 # ---- environment -------------------------------------------------------------------------
 venv: $(STAMP) $(SO) ## create .venv and install the package (editable) with its test extra
@@ -252,6 +252,19 @@ for f in $(ASAN_REPORTS)/*; do \
   fi; \
 done;
 endef
+
+# ---- hardening campaigns (docs/reliability.md) ---------------------------------------------
+# Fuzzing, valgrind memcheck, reference leaks under a debug CPython, thread stress, chaos
+# with Redis, security, and (full run only) the suite under ASan+UBSan. Each campaign is
+# hardening/<name>.sh full|ci and installs what it needs (atheris, python3-dbg, clang...).
+hardening: deps $(STAMP) $(SO) ## every hardening campaign at full length (~2 h); table in build/hardening/full/summary.txt
+	bash hardening/run.sh full $(CAMPAIGNS)
+
+hardening-ci: deps $(STAMP) $(SO) ## the hardening campaigns' short forms (~12 min), as CI runs them
+	bash hardening/run.sh ci $(CAMPAIGNS)
+
+hardening-%: deps $(STAMP) $(SO) ## one campaign in full: fuzz memcheck refleak threads chaos security
+	bash hardening/run.sh full $*
 
 # ---- housekeeping ------------------------------------------------------------------------
 clean: ## remove build products (keeps .venv and its installs)

@@ -636,6 +636,21 @@ static PyObject *lc_ttl(LocalCacheObject *self, PyObject *key) {
 
 /* ---- writes ---------------------------------------------------------------------- */
 
+/* Store one item whose key is prepared (key, h) and whose TTL, charge and tags are
+ * parsed; tb is left to the caller. 1 stored, 0 not stored (too large), -1 error. */
+static int put_parsed(LocalCacheObject *self, PyObject *key, Py_hash_t h, PyObject *value, int64_t ttl_ns,
+                      uint64_t charge, const tagbuf *tb) {
+    int64_t deadline = ttl_ns == TC_NO_DEADLINE ? TC_NO_DEADLINE : tc_now() + ttl_ns;
+    lc_enter(self);
+    tc_trash t;
+    tc_trash_init(&t);
+    maintain(self, &t);
+    int r = tc_store_put(&self->store, key, h, value, deadline, charge, tb->refs, tb->n, &t);
+    if (t.len) tc_trash_flush(&t);
+    if (r < 0) PyErr_NoMemory();
+    return r;
+}
+
 /* 1 stored, 0 not stored (too large), -1 error. */
 static int do_set(LocalCacheObject *self, PyObject *key, PyObject *value, PyObject *ttl, PyObject *tags,
                   PyObject *size) {
@@ -649,17 +664,9 @@ static int do_set(LocalCacheObject *self, PyObject *key, PyObject *value, PyObje
     if (ttl != NULL && ttl != Py_None && tc_parse_seconds(ttl, "ttl", 0, &ttl_ns) < 0) goto error;
     if (compute_charge(value, size, &charge) < 0) goto error;
     if (parse_tags(tags, &tb) < 0) goto error;
-    int64_t deadline = ttl_ns == TC_NO_DEADLINE ? TC_NO_DEADLINE : tc_now() + ttl_ns;
-
-    lc_enter(self);
-    tc_trash t;
-    tc_trash_init(&t);
-    maintain(self, &t);
-    int r = tc_store_put(&self->store, key, h, value, deadline, charge, tb.refs, tb.n, &t);
+    int r = put_parsed(self, key, h, value, ttl_ns, charge, &tb);
     tagbuf_release(&tb);
     Py_XDECREF(owned);
-    if (t.len) tc_trash_flush(&t);
-    if (r < 0) PyErr_NoMemory();
     return r;
 error:
     Py_XDECREF(owned);
@@ -684,6 +691,9 @@ static PyObject *lc_set(LocalCacheObject *self, PyObject *const *args, Py_ssize_
 
 static int lc_ass_subscript(LocalCacheObject *self, PyObject *key, PyObject *value);
 
+/* The TTL and the tags are parsed once, for every item (a one-shot iterable of tags
+ * tags them all), and they, every pair and every key are checked before the first item
+ * is stored: a bad argument stores nothing, even with an empty mapping. */
 static PyObject *lc_set_many(LocalCacheObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
     static const int params[] = {N_MAPPING, N_TTL, N_TAGS};
     PyObject *a[3];
@@ -696,8 +706,12 @@ static PyObject *lc_set_many(LocalCacheObject *self, PyObject *const *args, Py_s
             return NULL;
         }
     }
+    int64_t ttl_ns = self->default_ttl;
+    if (a[1] != NULL && a[1] != Py_None && tc_parse_seconds(a[1], "ttl", 0, &ttl_ns) < 0) return NULL;
+    tagbuf tb;
+    if (parse_tags(a[2], &tb) < 0) return NULL;
     PyObject *items = PyMapping_Items(a[0]);
-    if (items == NULL) return NULL;
+    if (items == NULL) goto error;
     Py_ssize_t stored = 0, n = PyList_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *pair = PyList_GET_ITEM(items, i);
@@ -705,14 +719,30 @@ static PyObject *lc_set_many(LocalCacheObject *self, PyObject *const *args, Py_s
             PyErr_SetString(PyExc_TypeError, "set_many() mapping items must be (key, value) pairs");
             goto error;
         }
-        int r = do_set(self, PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1), a[1], a[2], NULL);
+        PyObject *key = PyTuple_GET_ITEM(pair, 0);
+        if (!PyUnicode_Check(key) && !PyBytes_Check(key)) {
+            PyErr_Format(PyExc_TypeError, "key must be str or bytes, not %.100s", Py_TYPE(key)->tp_name);
+            goto error;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i), *owned = NULL, *value = PyTuple_GET_ITEM(pair, 1);
+        uint64_t charge;
+        Py_hash_t h;
+        if (compute_charge(value, NULL, &charge) < 0) goto error;
+        PyObject *key = prepare_key(PyTuple_GET_ITEM(pair, 0), &h, &owned);
+        if (key == NULL) goto error;
+        int r = put_parsed(self, key, h, value, ttl_ns, charge, &tb);
+        Py_XDECREF(owned);
         if (r < 0) goto error;
         stored += r;
     }
     Py_DECREF(items);
+    tagbuf_release(&tb);
     return PyLong_FromSsize_t(stored);
 error:
-    Py_DECREF(items);
+    Py_XDECREF(items);
+    tagbuf_release(&tb);
     return NULL;
 }
 

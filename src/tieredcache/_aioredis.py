@@ -79,6 +79,7 @@ class _AConn:
         self.need = 0  # how many replies the pipeline expects
         self.lost = False  # the connection broke (or was closed): never reuse it
         self.closed = False
+        _aconns.add(self)
         self.wbuf: Any = None  # bytes not yet written
         loop.add_reader(self.fd, self._on_readable)
 
@@ -218,11 +219,17 @@ def _ip_family(host: str) -> int | None:
 
 
 _aclients: weakref.WeakSet[AsyncRedisClient] = weakref.WeakSet()
+# Every live connection: one whose client is gone (dropped without closing) is still held
+# by its loop's read callback, and its descriptor must not stay open in a forked child.
+_aconns: weakref.WeakSet[_AConn] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
     for client in list(_aclients):
         client._reset_after_fork()
+    for conn in list(_aconns):
+        if not conn.closed:
+            conn.forget()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

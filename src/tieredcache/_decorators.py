@@ -27,6 +27,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import os
 import threading
 import time
 import typing
@@ -208,6 +209,16 @@ _default_lock = threading.RLock()
 _default: Any = None  # TieredCache | None
 _default_owned = False
 _default_bound: weakref.WeakSet = weakref.WeakSet()  # _Cached bound through the default
+
+
+def _after_fork_in_child() -> None:
+    # get_cache() holds the lock while it builds the default cache (up to connect_timeout
+    # with Redis): a thread of the parent doing that when the process forked is gone.
+    global _default_lock
+    _default_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def configure(cache: Any = None, **overrides: Any) -> Any:

@@ -15,7 +15,9 @@ largest value observed: p99 of a histogram is exact to within its bucket's width
 from __future__ import annotations
 
 import bisect
+import os
 import threading
+import weakref
 from typing import Any
 
 # Upper bounds in nanoseconds; the last bucket (index len(BOUNDS_NS)) is +Inf.
@@ -37,13 +39,14 @@ NBUCKETS = len(BOUNDS_NS) + 1
 class Histogram:
     """Counts of durations per fixed bucket, with their sum and maximum (nanoseconds)."""
 
-    __slots__ = ("counts", "total_ns", "max_ns", "_lock")
+    __slots__ = ("counts", "total_ns", "max_ns", "_lock", "__weakref__")
 
     def __init__(self) -> None:
         self.counts = [0] * NBUCKETS
         self.total_ns = 0
         self.max_ns = 0
         self._lock = threading.Lock()
+        _histograms.add(self)
 
     def observe(self, ns: int) -> None:
         i = bisect.bisect_left(BOUNDS_NS, ns)
@@ -122,3 +125,17 @@ class Histogram:
             self.counts = [0] * NBUCKETS
             self.total_ns = 0
             self.max_ns = 0
+
+
+# Every live histogram: after os.fork() each gets a new lock, since a thread of the parent
+# may have been inside observe() (every Redis round trip records one) when the process
+# forked, and that thread does not exist in the child to release it.
+_histograms: weakref.WeakSet[Histogram] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for h in list(_histograms):
+        h._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

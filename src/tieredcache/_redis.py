@@ -306,6 +306,10 @@ class _ClientConfig:
             err = BackendUnavailable(f"connection to {self.name} closed by the server")
         elif isinstance(exc, hiredis.ProtocolError):
             err = BackendUnavailable(f"protocol error on the connection to {self.name}: {exc}")
+        elif isinstance(exc, MemoryError):
+            # hiredis allocates an array reply's declared length up front: a garbled
+            # header ("*4294967295") must cost this connection, not escape as a bug.
+            err = BackendUnavailable(f"a reply from {self.name} too large to hold (connection discarded)")
         elif isinstance(exc, OSError):
             err = BackendUnavailable(f"connection to {self.name} lost: {exc}")
         else:
@@ -836,6 +840,8 @@ class PubSub:
         self.last_reply_at: float | None = None
         """``time.monotonic()`` when the server last sent anything on this connection
         (a message, a confirmation, a pong): with ``ping()``, detects a dead link."""
+        self.pongs = 0
+        """How many answers to ``ping()`` were read (they come back in order)."""
 
     @property
     def channels(self) -> frozenset[bytes]:
@@ -960,12 +966,16 @@ class PubSub:
             raise reply
         if reply.__class__ is list and reply:
             kind = reply[0]
-            if kind == b"message":
-                self._pending.append((reply[1], reply[2]))
-            elif kind == b"pmessage":
-                self._pending.append((reply[2], reply[3]))
-            elif kind == b"subscribe" and waiting is not None:
+            if kind == b"message" or kind == b"pmessage":
+                # A garbled push (short, or not bytes) means the stream cannot be trusted.
+                shape = 3 if kind == b"message" else 4
+                if len(reply) != shape or reply[-2].__class__ is not bytes or reply[-1].__class__ is not bytes:
+                    raise hiredis.ProtocolError(f"malformed {kind.decode()} push: {reply!r:.200}")
+                self._pending.append((reply[-2], reply[-1]))
+            elif kind == b"subscribe" and waiting is not None and len(reply) > 1:
                 waiting.discard(reply[1])
+            elif kind == b"pong":
+                self.pongs += 1
 
     def _fail(self, exc: BaseException) -> None:
         """Drop the connection and raise the mapped error (always raises)."""

@@ -27,14 +27,18 @@ Redis layout (ns = escaped namespace, never containing ':')::
 Invariants: a value loaded before an invalidation is never stored after it (Redis: the
 write-back is a compare-and-set on what the miss saw: the key's value, its tombstone,
 its tags' generations and the namespace generation; L1: the same with local generation
-counters); while invalidation messages may be missed (no confirmed subscription, or the
-breaker open) L1 keeps entries at most ``degraded_l1_ttl`` seconds; an invalidation that
-could not reach Redis waits in an outbox and is applied before Redis is used again.
+counters); while invalidation messages may be missed (no confirmed subscription, a PING on
+the subscriber unanswered past its lease (_Heartbeat), or the breaker open) L1 keeps
+entries at most ``degraded_l1_ttl`` seconds (none with 0), and L1 is flushed when that
+starts and ends; an L2 reply read while the subscriber does not answer PINGs is a miss;
+an invalidation that could not reach Redis waits in an outbox and is applied before
+Redis is used again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import inspect
 import json
@@ -47,7 +51,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -247,6 +251,11 @@ def _error_kind(exc: BaseException) -> str:
 
 
 _FLIGHTS_GUARD = threading.Lock()  # guards every flight's done flag and waiter list
+# The flights this context is loading as their leader: seen by the loader, by the worker
+# thread of a sync loader of aget_or_set (asyncio.to_thread copies the context) and by
+# tasks the loader creates. A call that would wait for one of them would wait for itself:
+# it raises instead (TieredCache._cannot_wait).
+_LOADING: contextvars.ContextVar[tuple] = contextvars.ContextVar("tieredcache_loading", default=())
 
 
 class _Flight:
@@ -255,7 +264,7 @@ class _Flight:
     Event, which matters because every miss creates a flight), asyncio tasks (of any loop)
     on a future resolved from the leader's thread."""
 
-    __slots__ = ("gate", "done", "value", "error", "snap", "waiters")
+    __slots__ = ("gate", "done", "value", "error", "snap", "waiters", "loop")
 
     def __init__(self, snap: tuple) -> None:
         self.snap = snap
@@ -265,6 +274,7 @@ class _Flight:
         self.value: Any = None
         self.error: BaseException | None = None
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self.loop: asyncio.AbstractEventLoop | None = None  # the leader's, when it is a task
 
     def finish(self, value: Any = None, error: BaseException | None = None) -> None:
         with _FLIGHTS_GUARD:
@@ -328,8 +338,8 @@ class _LeaderCancelled(Exception):
 class _Namespace:
     """Per-namespace state shared by every view on it."""
 
-    __slots__ = ("name", "ns", "l1prefix", "kprefix", "ktprefix", "tprefix", "tgprefix", "xprefix", "gen",
-                 "channel", "subscribed")
+    __slots__ = ("name", "ns", "l1prefix", "kprefix", "kglob", "ktprefix", "tprefix", "tgprefix", "xprefix",
+                 "gen", "channel", "subscribed")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -337,6 +347,8 @@ class _Namespace:
         self.l1prefix = self.ns + ":"
         base = f"tc:{self.ns}:"
         self.kprefix = base + "k:"
+        # kprefix as a SCAN MATCH pattern: a namespace "x*" must not match namespace "xy"
+        self.kglob = _glob_escape(self.kprefix)
         self.ktprefix = base + "kt:"
         self.tprefix = base + "t:"
         self.tgprefix = base + "tg:"
@@ -359,6 +371,48 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class _Heartbeat:
+    """Liveness of the invalidation channel, judged by the listener thread.
+
+    A paused (SIGSTOP, CLIENT PAUSE), slowed or silently cut-off Redis keeps the
+    subscriber connection open while it holds invalidation messages up; meanwhile a writer
+    in another process gives up after ``socket_timeout`` and answers its client, and this
+    process would go on serving what that write changed from L1. So the listener PINGs
+    the subscriber every ``lease / 4`` s, and the channel is *alive* while no PING sent
+    more than ``lease`` ago is unanswered; ``lease`` (0.4 x socket_timeout, 0.1 s by
+    default) is shorter than a writer's wait, so a lapse is noticed before such a write
+    is answered (the listener flushes L1 then: ``_Core._lease_changed``). A listener kept
+    from running (the GIL) does not lapse falsely: it reads what arrived before judging.
+    Bounded work: one PING per step at most; the unanswered PINGs are capped at 1,000.
+    """
+
+    __slots__ = ("lease", "every", "sent", "pongs", "next_at")
+
+    def __init__(self, socket_timeout: float) -> None:
+        self.lease = self.lease_of(socket_timeout)
+        self.every = self.lease / 4
+        self.sent: deque[float] = deque(maxlen=1000)  # send times of the unanswered PINGs
+        self.pongs = 0  # the subscriber's pong count already accounted for
+        self.next_at = 0.0
+
+    @staticmethod
+    def lease_of(socket_timeout: float) -> float:
+        return 0.4 * socket_timeout
+
+    def step(self, ps: Any, now: float) -> tuple[bool, float]:
+        """Account for the pongs read, send a PING when one is due; (alive, seconds to
+        wait before the next step)."""
+        answered, self.pongs = ps.pongs - self.pongs, ps.pongs
+        for _ in range(min(answered, len(self.sent))):
+            self.sent.popleft()
+        if now >= self.next_at:
+            ps.ping()
+            self.sent.append(now)
+            self.next_at = now + self.every
+        alive = not self.sent or now - self.sent[0] <= self.lease
+        return alive, min(max(self.next_at - now, 0.001), 0.1)
+
+
 class _Core:
     """Everything the views of one root cache share."""
 
@@ -376,7 +430,10 @@ class _Core:
         self.l1 = LocalCache(max_entries=max_entries, max_bytes=max_bytes)
         self.default_ttl = _check_ttl(default_ttl, "default_ttl")
         self.l1_ttl = _check_ttl(l1_ttl, "l1_ttl")
-        self.degraded_l1_ttl = _check_ttl(degraded_l1_ttl, "degraded_l1_ttl") or 5.0
+        if degraded_l1_ttl == 0 and not isinstance(degraded_l1_ttl, bool):
+            self.degraded_l1_ttl = 0.0  # nothing enters L1 while invalidations may be missed
+        else:
+            self.degraded_l1_ttl = _check_ttl(degraded_l1_ttl, "degraded_l1_ttl") or 5.0
         self.lock_timeout = _check_ttl(lock_timeout, "lock_timeout")
         if early_refresh is not None and (isinstance(early_refresh, bool) or not isinstance(early_refresh, (int, float))
                                           or not early_refresh > 0):
@@ -428,10 +485,16 @@ class _Core:
         self.stop_listener = threading.Event()
         self.listener_pending: list[_Namespace] = []
         self.listener_connected = False
+        # the subscriber connection did not answer a PING within its lease (_Heartbeat):
+        # messages may be held up, so L1 is flushed and filled as while unsubscribed
+        self.suspect = False
+        self.lease_log_next = 0.0  # monotonic time before which a lapsed lease logs at DEBUG
         self.pubsub = None
         # invalidations that could not reach Redis: applied before Redis is used again
         self.outbox: list[tuple[TieredCache, str, tuple]] = []
         self.outbox_lock = threading.Lock()
+        # held by the one caller applying the outbox (see replay_busy)
+        self.replay_lock = threading.Lock()
         # write ids of the payloads of the latest L1 fills from Redis: a "set" message
         # about the very payload this process just read leaves its L1 entry in place
         self.recent: OrderedDict[str, int] = OrderedDict()
@@ -482,6 +545,7 @@ class _Core:
         self.bump_all()
         self.l1.clear()
         self.outbox_lock = threading.Lock()
+        self.replay_lock = threading.Lock()
         self.listener = None
         self.listener_connected = False
         self.flights = {}
@@ -590,7 +654,7 @@ class _Core:
             if len(self.outbox) >= _OUTBOX_MAX:
                 # too much to remember: clear the namespace in Redis instead
                 self.outbox = [o for o in self.outbox if o[0]._ns is not view._ns]
-                op, args = "matching", (view._ns.kprefix + "*", "clear", [])
+                op, args = "matching", (view._ns.kglob + "*", "clear", [])
                 log.warning("tieredcache: %d invalidations waiting for Redis: namespace %r will be cleared in "
                             "Redis instead once it is back", _OUTBOX_MAX, view._ns.name)
             self.outbox.append((view, op, args))
@@ -613,7 +677,8 @@ class _Core:
             log.info("tieredcache: %d invalidation(s) made while Redis was unreachable applied", done)
 
     def degraded(self, ns: _Namespace) -> bool:
-        return self.redis is not None and (not ns.subscribed.is_set() or self.breaker.state != CLOSED)
+        return self.redis is not None and (self.suspect or not ns.subscribed.is_set()
+                                           or self.breaker.state != CLOSED)
 
     def flush_l1(self, why: str | None) -> None:
         """Drop L1 (invalidations may have been missed); logs ``why`` at WARNING unless
@@ -657,6 +722,7 @@ class _Core:
                 self.listener_connected = True
                 backoff = 0.05
                 self.l1._watch(ps.fileno())  # the fence rises without waiting for this thread
+                beat = _Heartbeat(self._client_args["socket_timeout"])
                 while not stop.is_set():
                     with self.listen_lock:
                         if self.listener_pending:
@@ -669,14 +735,21 @@ class _Core:
                         self.l1._take_pending()
                         if self._drain(ps):
                             broken = False
-                    if self.outbox:
+                        # under the lock: the PING writes, and a fence that finds the channel
+                        # lost sets suspect under it too
+                        alive, wait = beat.step(ps, time.monotonic())
+                        if alive == self.suspect:
+                            self._lease_changed(alive)
+                    if self.outbox and self.replay_lock.acquire(blocking=False):
                         try:
                             self.replay()
                         except BackendError:
                             pass  # Redis still failing; the next pass tries again
+                        finally:
+                            self.replay_lock.release()
                     # Wait without the GIL; the fence rises as soon as a message arrives,
                     # so readers apply it even while this thread waits for the GIL.
-                    self.l1._wait_readable(ps.fileno(), 0.1)
+                    self.l1._wait_readable(ps.fileno(), wait)
             except BackendError as exc:
                 if stop.is_set():
                     break  # close(): the subscriber was closed on purpose
@@ -723,6 +796,27 @@ class _Core:
             msg = ps.get_message(timeout=0)
         return n
 
+    def _lease_changed(self, alive: bool) -> None:
+        """The subscriber connection stopped (or started again) answering PINGs within
+        the lease: a paused, slowed or cut-off Redis holds invalidations up without closing
+        the connection. Either way L1 is flushed: going suspect, because messages may be
+        waiting; back, because what was filled meanwhile may predate them."""
+        now = time.monotonic()
+        loud = now >= self.lease_log_next
+        if not alive:
+            self.suspect = True
+            self.flush_l1(None)
+            if loud:
+                self.lease_log_next = now + 60.0
+            log.log(logging.WARNING if loud else logging.DEBUG,
+                    "tieredcache: invalidation channel did not answer a PING within %g s; L1 flushed, entries "
+                    "live at most %g s until it answers", _Heartbeat.lease_of(self._client_args["socket_timeout"]),
+                    self.degraded_l1_ttl)
+        else:
+            self.suspect = False
+            self.flush_l1(None)
+            log.debug("tieredcache: invalidation channel answers again; L1 flushed")
+
     def fence(self) -> None:
         """Before trusting L1: apply the invalidations that have arrived but that the
         listener thread has not applied yet (it may be waiting for the GIL)."""
@@ -735,7 +829,11 @@ class _Core:
             try:
                 self._drain(ps)
             except BackendError:
-                pass  # the channel is lost: the listener flushes L1 and reconnects
+                # The channel is lost and messages may be missed from now on; the
+                # listener thread, which flushes L1 and reconnects, may not know yet: do
+                # not trust L1 (nor fill it for long) past this point.
+                self.suspect = True
+                self.flush_l1(None)
             except Exception as exc:  # never into the caller; and never trust L1 after it
                 self.log_error("tieredcache: applying invalidations failed; L1 flushed", exc)
                 self.flush_l1(None)
@@ -792,20 +890,62 @@ class _Core:
             self.stats["l2_timeouts"] += 1
         log.debug("tieredcache: L2 call failed: %s", describe_error(exc))
 
-    def l2(self, fn: Callable, *args: Any) -> Any:
-        """Call fn(*args) on Redis; _MISSING if Redis is unavailable (unless raising)."""
+    def skip_l2(self, write: bool) -> bool:
+        """Whether an L2 call must not be made: the breaker is open, unless it is an
+        invalidating write while the invalidation channel answers (Redis is most likely
+        back; one timeout at most): queued behind the breaker, the write would let the
+        other processes, which trust their L1 again, serve what it replaced until the
+        queue drains."""
+        if write and self.listener_connected and not self.suspect:
+            return False
+        if not self.breaker.allow():
+            if self.raise_errors:
+                raise CircuitOpenError("the Redis circuit breaker is open")
+            return True
+        return False
+
+    def replay_busy(self) -> Any:
+        """An L2 call while another caller applies the outbox: Redis must not be used
+        before the queued invalidations are, and waiting for them, or applying them once
+        more, would cost this call several timeouts when Redis hangs (every async call
+        replayed in its own thread of the default executor, 30 callers took 5 timeouts).
+        Unavailable for this call (a write is queued behind them)."""
+        if self.raise_errors:
+            from ._errors import BackendUnavailable
+
+            raise BackendUnavailable("invalidations made while Redis was unreachable are being applied")
+        return _MISSING
+
+    def l2(self, fn: Callable, *args: Any, write: bool = False) -> Any:
+        """Call fn(*args) on Redis; _MISSING if Redis is unavailable (unless raising).
+        ``write``: an invalidation (see skip_l2)."""
         if self.listener is None:  # after a fork (the at-fork hook reset it), or first use
             self.ensure_listener()
         if self.alerts is not None and self.alerts.idle:  # likewise for the alerts' thread
             self.alerts.ensure_started()
-        if not self.breaker.allow():
-            if self.raise_errors:
-                raise CircuitOpenError("the Redis circuit breaker is open")
+        # the outbox first: a breaker that let this call probe must see it succeed or fail
+        replaying = False
+        if self.outbox:
+            if not self.replay_lock.acquire(blocking=False):
+                return self.replay_busy()
+            replaying = True
+        try:
+            skip = self.skip_l2(write)
+        except BaseException:
+            if replaying:
+                self.replay_lock.release()
+            raise
+        if skip:
+            if replaying:
+                self.replay_lock.release()
             return _MISSING
         t0 = time.perf_counter_ns()
         try:
-            if self.outbox:
-                self.replay()
+            if replaying:
+                try:
+                    self.replay()
+                finally:
+                    self.replay_lock.release()
             result = fn(*args)
         except BackendError as exc:
             self.l2_failed(exc)
@@ -815,21 +955,41 @@ class _Core:
         if self.monitoring:
             self.l2_latency.observe(time.perf_counter_ns() - t0)
         self.breaker.success()
+        if self.suspect and not write:
+            # The invalidation channel does not answer: another process's invalidation
+            # may still be on its way to Redis, which then holds what it replaced. Not
+            # trusted: a miss (the loader reads the source).
+            return _MISSING
         return result
 
-    async def al2(self, fn: Callable[..., Awaitable], *args: Any) -> Any:
+    async def al2(self, fn: Callable[..., Awaitable], *args: Any, write: bool = False) -> Any:
         if self.listener is None:  # after a fork (the at-fork hook reset it), or first use
             self.ensure_listener()
         if self.alerts is not None and self.alerts.idle:
             self.alerts.ensure_started()
-        if not self.breaker.allow():
-            if self.raise_errors:
-                raise CircuitOpenError("the Redis circuit breaker is open")
+        # the outbox first: a breaker that let this call probe must see it succeed or fail
+        replaying = False
+        if self.outbox:
+            if not self.replay_lock.acquire(blocking=False):
+                return self.replay_busy()
+            replaying = True
+        try:
+            skip = self.skip_l2(write)
+        except BaseException:
+            if replaying:
+                self.replay_lock.release()
+            raise
+        if skip:
+            if replaying:
+                self.replay_lock.release()
             return _MISSING
         t0 = time.perf_counter_ns()
         try:
-            if self.outbox:
-                await asyncio.to_thread(self.replay)
+            if replaying:
+                try:
+                    await asyncio.to_thread(self.replay)
+                finally:
+                    self.replay_lock.release()
             result = await fn(*args)
         except BackendError as exc:
             self.l2_failed(exc)
@@ -839,6 +999,8 @@ class _Core:
         if self.monitoring:
             self.l2_latency.observe(time.perf_counter_ns() - t0)
         self.breaker.success()
+        if self.suspect and not write:  # not trusted (see l2)
+            return _MISSING
         return result
 
     def aclient(self):
@@ -848,6 +1010,20 @@ class _Core:
         if client is None:
             from ._aioredis import AsyncRedisClient
 
+            if self.closed:  # as the closed sync client does: no new connections
+                from ._errors import BackendUnavailable
+
+                raise BackendUnavailable("client closed: this TieredCache was closed")
+            # A client keeps its loop alive (so the weak key never goes): close the
+            # connections of loops that have ended (asyncio.run closes its loop) rather
+            # than keep them open for as long as the cache lives.
+            try:
+                ended = [(old, c) for old, c in self.aclients.items() if old.is_closed()]
+            except RuntimeError:  # another thread's loop added its client meanwhile: next time
+                ended = []
+            for old, stale in ended:
+                if self.aclients.pop(old, None) is not None:
+                    stale.close()
             client = AsyncRedisClient(self.redis.url, client_name="tieredcache", **self._client_args)
             self.aclients[loop] = client
         return client
@@ -877,21 +1053,29 @@ class _Core:
         tags: tuple[str, ...] = ()
         if ntag:
             try:
-                tags = tuple(json.loads(payload[_HEADER.size:body]))
-            except ValueError as exc:
-                raise SerializationError(f"corrupt tags in payload: {exc}") from None
+                raw = json.loads(payload[_HEADER.size:body])
+            except (ValueError, RecursionError) as exc:
+                raise SerializationError(f"corrupt tags in payload: {exc!r}") from None
+            # A planted or corrupt payload may hold any JSON there: only a list of str is
+            # a list of tags (anything else would fail later, in the L1 store).
+            if type(raw) is not list or not all(type(t) is str for t in raw):
+                raise SerializationError("corrupt tags in payload: not a list of str")
+            tags = tuple(raw)
         value = self.serializer.loads(payload[body:])
         left = (expires / 1000.0 - time.time()) if expires else None
         return value, left, load_ms, tags, wid
 
     def l1_ttl_for(self, ns: _Namespace, ttl: float | None, left: float | None = None) -> float | None:
         """The TTL to give an L1 entry: no longer than the entry's, l1_ttl, what is left in
-        Redis, or degraded_l1_ttl while invalidations may be missed."""
+        Redis, or degraded_l1_ttl while invalidations may be missed; 0: do not fill L1
+        (degraded_l1_ttl=0 while invalidations may be missed)."""
         t = ttl
         for c in (self.l1_ttl, left):
             if c is not None and (t is None or c < t):
                 t = c
         if self.degraded(ns):
+            if not self.degraded_l1_ttl:
+                return 0.0
             if t is None or self.degraded_l1_ttl < t:
                 t = self.degraded_l1_ttl
         return t if t is None or t > 0 else None
@@ -1019,9 +1203,14 @@ class TieredCache:
         return cls(**kw)
 
     def namespace(self, name: str) -> TieredCache:
-        """A view on the sub-namespace "{namespace}/{name}" sharing L1 bounds and connections."""
+        """A view on the sub-namespace "{namespace}/{name}" sharing L1 bounds and connections.
+
+        A ``/`` or ``%`` in ``name`` is percent-encoded (``%2F``, ``%25``), so that a tenant
+        called ``"a/b"`` is not the sub-namespace ``"b"`` of tenant ``"a"``."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if "/" in name or "%" in name:
+            name = name.replace("%", "%25").replace("/", "%2F")
         view = object.__new__(TieredCache)
         view._core = self._core
         view._ns = self._core.namespace(f"{self._ns.name}/{name}")
@@ -1071,7 +1260,10 @@ class TieredCache:
                 return
         if left is not None and left <= 0:
             return
-        core.l1.set(l1key, value, ttl=core.l1_ttl_for(ns, ttl, left), tags=self._l1tags(tags))
+        l1ttl = core.l1_ttl_for(ns, ttl, left)
+        if l1ttl == 0:  # degraded_l1_ttl=0 and invalidations may be missed
+            return
+        core.l1.set(l1key, value, ttl=l1ttl, tags=self._l1tags(tags))
 
     def _decode(self, payload: Any, key: str | None = None) -> Any:
         """(value, left, load_ms, tags), or _MISSING for none, a tombstone or a payload
@@ -1177,9 +1369,9 @@ class TieredCache:
                     elif op == "send" or op == "matching":
                         try:
                             if op == "send":
-                                r = core.l2(core.pipe, req[1])
+                                r = core.l2(core.pipe, req[1], write=True)
                             else:
-                                r = core.l2(self._run, self._scan_delete(*req[1]))
+                                r = core.l2(self._run, self._scan_delete(*req[1]), write=True)
                         except BackendError:
                             core.queue(self, *self._outbox_item(req))
                             raise
@@ -1213,9 +1405,9 @@ class TieredCache:
                     elif op == "send" or op == "matching":
                         try:
                             if op == "send":
-                                r = await core.al2(core.apipe, req[1])
+                                r = await core.al2(core.apipe, req[1], write=True)
                             else:
-                                r = await core.al2(self._arun, self._scan_delete(*req[1]))
+                                r = await core.al2(self._arun, self._scan_delete(*req[1]), write=True)
                         except BackendError:
                             core.queue(self, *self._outbox_item(req))
                             raise
@@ -1475,15 +1667,42 @@ class TieredCache:
                 return got
         return _MISSING
 
-    def _flight(self, fkey: str, snap: tuple) -> tuple[_Flight, bool]:
-        """Join the load of fkey in flight, unless an invalidation outdated it; else lead."""
+    def _flight(self, fkey: str, snap_tags: tuple[str, ...]) -> tuple[_Flight, bool]:
+        """Join the load of fkey in flight, unless an invalidation outdated it; else lead
+        (the new flight's ``snap`` is what its fill checks). The snapshot is taken under
+        the lock: one taken before it could be older than the flight registered meanwhile,
+        and replacing that current flight would split the callers who arrive next."""
         core = self._core
         with core.flights_lock:
+            snap = core.snap(fkey, snap_tags)
             flight = core.flights.get(fkey)
             if flight is not None and flight.snap == snap:
                 return flight, False
             flight = core.flights[fkey] = _Flight(snap)
             return flight, True
+
+    def _cannot_wait(self, flight: _Flight, key: str, sync: bool) -> None:
+        """Raise RuntimeError, rather than wait forever, when waiting for ``flight`` is a
+        deadlock: the caller is the flight's own load (the loader asks for its own key,
+        directly, from the thread running a sync loader of aget_or_set, or from a task it
+        awaits), or a sync call on an event loop's thread while a task of that very loop
+        leads the load (the loop would be blocked, so the load could never finish)."""
+        problem = None
+        if any(mine is flight for mine in _LOADING.get()):
+            problem = ("called from inside the loader of that same key: it would wait for itself forever (a "
+                       "loader, or a cached function, must not ask the cache for its own key)")
+        elif sync and flight.loop is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is flight.loop:
+                problem = ("called with the sync API on the event loop's thread while a task of this loop is "
+                           "loading that key: waiting would block the loop that must finish the load (a "
+                           "deadlock); use 'await cache.aget_or_set(...)' or an async cached function in async code")
+        if problem is not None:
+            raise RuntimeError(f"tieredcache: get_or_set of {self._core.key_for_log(key)} in namespace "
+                               f"{self._ns.name!r} {problem}")
 
     def _begin_invalidation(self, kind: str, values: list) -> int:
         """Drop the entries from this process's L1 (before the Redis step; _end_... drops
@@ -1546,13 +1765,13 @@ class TieredCache:
 
     def invalidate_prefix(self, prefix: str) -> int:
         prefix = _check_key(prefix)
-        r = self._run(self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*"))
+        r = self._run(self._invalidate_matching("prefix", [prefix], self._ns.kglob + _glob_escape(prefix) + "*"))
         if self._core.listeners:
             self._emit("invalidate_prefix", prefix=prefix)
         return r
 
     def clear(self) -> int:
-        r = self._run(self._invalidate_matching("clear", [], self._ns.kprefix + "*"))
+        r = self._run(self._invalidate_matching("clear", [], self._ns.kglob + "*"))
         if self._core.listeners:
             self._emit("clear")
         return r
@@ -1577,13 +1796,16 @@ class TieredCache:
             return value
         snap_tags = self._l1tags(tags)
         while True:
-            snap = core.snap(fkey, snap_tags)
-            flight, leader = self._flight(fkey, snap)
+            flight, leader = self._flight(fkey, snap_tags)
             if leader:
                 break
+            if not flight.done:
+                self._cannot_wait(flight, key, sync=True)
             flight.wait()
             if not isinstance(flight.error, _LeaderCancelled):
                 return flight.result()
+        snap = flight.snap
+        loading = _LOADING.set(_LOADING.get() + (flight,))
         try:
             if core.redis is None:  # L1 only: the same steps as _load, without a generator
                 value = self._load_l1(key, loader, ttl, tags, snap, snap_tags)
@@ -1596,6 +1818,7 @@ class TieredCache:
             flight.finish(value=value)
             return value
         finally:
+            _LOADING.reset(loading)
             with core.flights_lock:
                 if core.flights.get(fkey) is flight:
                     del core.flights[fkey]
@@ -1641,13 +1864,13 @@ class TieredCache:
     async def ainvalidate_prefix(self, prefix: str) -> int:
         prefix = _check_key(prefix)
         r = await self._arun(
-            self._invalidate_matching("prefix", [prefix], self._ns.kprefix + _glob_escape(prefix) + "*"))
+            self._invalidate_matching("prefix", [prefix], self._ns.kglob + _glob_escape(prefix) + "*"))
         if self._core.listeners:
             self._emit("invalidate_prefix", prefix=prefix)
         return r
 
     async def aclear(self) -> int:
-        r = await self._arun(self._invalidate_matching("clear", [], self._ns.kprefix + "*"))
+        r = await self._arun(self._invalidate_matching("clear", [], self._ns.kglob + "*"))
         if self._core.listeners:
             self._emit("clear")
         return r
@@ -1668,14 +1891,18 @@ class TieredCache:
             return value
         snap_tags = self._l1tags(tags)
         while True:
-            snap = core.snap(fkey, snap_tags)
-            flight, leader = self._flight(fkey, snap)
+            flight, leader = self._flight(fkey, snap_tags)
             if leader:
                 break
+            if not flight.done:
+                self._cannot_wait(flight, key, sync=False)
             try:
                 return await flight.wait_async()
             except _LeaderCancelled:
                 continue  # the loading task was cancelled: load it here instead
+        snap = flight.snap
+        flight.loop = asyncio.get_running_loop()
+        loading = _LOADING.set(_LOADING.get() + (flight,))
         try:
             value = await self._arun(self._load(key, loader, ttl, tags, snap, snap_tags))
         except asyncio.CancelledError:
@@ -1688,6 +1915,7 @@ class TieredCache:
             flight.finish(value=value)
             return value
         finally:
+            _LOADING.reset(loading)
             with core.flights_lock:
                 if core.flights.get(fkey) is flight:
                     del core.flights[fkey]
@@ -1784,7 +2012,8 @@ class TieredCache:
                 l2["ping_ms"] = round((time.perf_counter() - t0) * 1000, 3)
                 l2["connected"] = True
             l2["invalidations_subscribed"] = core.listener_connected
-            if not core.listener_connected or core.breaker.state != CLOSED:
+            l2["invalidations_live"] = core.listener_connected and not core.suspect
+            if not core.listener_connected or core.suspect or core.breaker.state != CLOSED:
                 status = "degraded"
         alerts: list[dict[str, Any]] = []
         engine = core.alerts

@@ -148,10 +148,14 @@ def _histogram_sample(h: Histogram) -> tuple[list[tuple[float, int]], float]:
 
 
 def _functions(cache: TieredCache, namespace: str) -> list[_Function]:
-    """The ``report()`` rows with their histograms, one per (function, namespace)."""
+    """The ``report()`` rows with their histograms, one per (function, namespace); on a
+    namespace view (a tenant's) only those of its namespace and its sub-namespaces."""
     merged: dict[tuple[str, str], _Function] = {}
+    scope = None if cache._is_root else cache.name
     for fn in list(cache._core.functions.values()):
         row = fn.stats()
+        if scope is not None and not (row["namespace"] == scope or str(row["namespace"]).startswith(scope + "/")):
+            continue
         latency = {k: _snapshot(h) for k, h in fn.histograms().items() if k in _LATENCY_OUTCOMES}
         key = (str(row["function"]), str(row["namespace"] or namespace))
         entry = merged.get(key)

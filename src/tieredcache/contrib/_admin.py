@@ -23,6 +23,8 @@ action             method  body / result
 A bad body is answered 400 with ``{"error": "..."}`` naming the field, before anything
 changes; an unknown action 404; a Redis failure (only with ``on_error="raise"``) 503.
 No response carries a cached value or a secret: results are counts, names and statistics.
+On a namespace view (one tenant's), ``stats``, ``report`` and ``metrics`` list only the cached functions
+of that namespace and its sub-namespaces, never another tenant's.
 
 Authentication is the framework's job, with ``check_bearer`` / ``bearer_status``: no
 bearer token is 401 (send ``WWW-Authenticate: Bearer``), a wrong one 403.
@@ -263,13 +265,13 @@ class AdminActions:
     def _run(self, name: str, p: dict[str, Any]) -> Result:
         cache = self.cache
         if name == "stats":
-            return 200, cache.stats(), JSON_CONTENT_TYPE
+            return 200, self._stats(), JSON_CONTENT_TYPE
         if name == "health":
             return self._health(cache.health())
         if name == "metrics":
             return 200, render_metrics(cache), METRICS_CONTENT_TYPE
         if name == "report":
-            return 200, self._report(cache.report(), p), JSON_CONTENT_TYPE
+            return 200, self._report(self._scoped(cache.report()), p), JSON_CONTENT_TYPE
         if name == "recommendations":
             return 200, cache.recommendations(), JSON_CONTENT_TYPE
         if name == "clear":
@@ -292,13 +294,13 @@ class AdminActions:
     async def _arun(self, name: str, p: dict[str, Any]) -> Result:
         cache = self.cache
         if name == "stats":
-            return 200, cache.stats(), JSON_CONTENT_TYPE
+            return 200, self._stats(), JSON_CONTENT_TYPE
         if name == "health":  # pings Redis
             return self._health(await asyncio.to_thread(cache.health))
         if name == "metrics":
             return 200, render_metrics(cache), METRICS_CONTENT_TYPE
         if name == "report":
-            return 200, self._report(cache.report(), p), JSON_CONTENT_TYPE
+            return 200, self._report(self._scoped(cache.report()), p), JSON_CONTENT_TYPE
         if name == "recommendations":  # may look at Redis
             return 200, await asyncio.to_thread(cache.recommendations), JSON_CONTENT_TYPE
         if name == "clear":
@@ -321,6 +323,20 @@ class AdminActions:
         return 200, {"warmed": counts}, JSON_CONTENT_TYPE
 
     # -- payloads --
+
+    def _scoped(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The report rows this cache's admin may see: all of them on a root cache; on a
+        namespace view (a tenant's), those of its namespace and its sub-namespaces."""
+        cache = self.cache
+        if cache._is_root:
+            return rows
+        name = cache.name
+        return [r for r in rows if r.get("namespace") == name or str(r.get("namespace")).startswith(name + "/")]
+
+    def _stats(self) -> dict[str, Any]:
+        stats = self.cache.stats()
+        stats["functions"] = self._scoped(stats["functions"])
+        return stats
 
     @staticmethod
     def _health(health: dict[str, Any]) -> Result:
