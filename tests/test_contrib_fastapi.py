@@ -432,6 +432,47 @@ def _keys_seen(cache: TieredCache) -> list[str]:
     return keys
 
 
+def test_per_user_keys_are_an_hmac_under_a_secret_key(cache, calls, monkeypatch):
+    """With a secret key, the per-user part of the key is an HMAC: a reader of Redis's key
+    names cannot test guessed credentials against it. The environment variable is the
+    default; an argument wins over it."""
+    import hashlib
+    import hmac
+
+    app = app_with(cache)
+    monkeypatch.setenv("TIEREDCACHE_SECRET_KEY", "from-env")
+
+    @app.get("/me")
+    @cache_response(ttl=30, private="per_user", secret_key=b"k1")
+    async def me(request: Request) -> dict[str, str]:
+        calls("me")
+        return {"user": request.headers["authorization"]}
+
+    @app.get("/env")
+    @cache_response(ttl=30, private="per_user")
+    async def env(request: Request) -> dict[str, str]:
+        return {"user": request.headers["authorization"]}
+
+    with TestClient(app) as client:
+        assert client.get("/me", headers={"Authorization": "Basic YW5hOjEyMzQ="}).headers["x-cache"] == "MISS"
+        assert client.get("/me", headers={"Authorization": "Basic YW5hOjEyMzQ="}).headers["x-cache"] == "HIT"
+        client.get("/env", headers={"Authorization": "Basic YW5hOjEyMzQ="})
+
+    creds = b"authorization\x00Basic YW5hOjEyMzQ=\x00"
+    for path, key in (("/me", b"k1"), ("/env", b"from-env")):
+        digest = hmac.new(key, creds, hashlib.sha256).hexdigest()
+        assert cache.get(f"http:GET {path} testserver#user={digest}") is not None
+        plain = hashlib.sha256(creds).hexdigest()
+        assert cache.get(f"http:GET {path} testserver#user={plain}") is None
+    assert calls["me"] == 1
+
+
+@pytest.mark.parametrize("bad, error", [(b"", ValueError), ("", ValueError), (42, TypeError)])
+def test_a_bad_secret_key_is_refused_when_decorating(bad, error):
+    with pytest.raises(error, match="secret_key"):
+        cache_response(private="per_user", secret_key=bad)
+
+
 def test_error_responses_set_cookie_and_streams_are_never_stored(cache, calls):
     app = app_with(cache)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import inspect
 import os
 import typing
@@ -226,11 +227,26 @@ def _response_key(scope: Mapping[str, Any]) -> str:
     return "http:GET " + _escape(scope["path"]) + _sorted_query(scope["query_string"]) + " " + _escape(host)
 
 
-def _user_hash(credentials: list[tuple[bytes, bytes]]) -> str:
-    digest = hashlib.sha256()
+def _user_hash(credentials: list[tuple[bytes, bytes]], secret: bytes | None) -> str:
+    """HMAC-SHA256 keyed by ``secret`` (plain SHA-256 without one) of the credentials."""
+    digest = hmac.new(secret, digestmod=hashlib.sha256) if secret else hashlib.sha256()
     for name, value in credentials:
         digest.update(name + b"\x00" + value + b"\x00")
     return digest.hexdigest()
+
+
+def _secret_key(secret_key: str | bytes | None) -> bytes | None:
+    if secret_key is None:
+        secret_key = os.environ.get("TIEREDCACHE_SECRET_KEY") or None
+        if secret_key is None:
+            return None
+    if isinstance(secret_key, str):
+        secret_key = secret_key.encode("utf-8")
+    if not isinstance(secret_key, bytes):
+        raise TypeError(f"secret_key must be str, bytes or None, not {type(secret_key).__name__}")
+    if not secret_key:
+        raise ValueError("secret_key must not be empty")
+    return secret_key
 
 
 def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
@@ -288,14 +304,15 @@ async def _render(raw: Any, request: Request, sub: Response) -> Response:
 class _Policy:
     """What ``cache_response`` was given, checked."""
 
-    __slots__ = ("cache", "ttl", "tags", "per_user")
+    __slots__ = ("cache", "ttl", "tags", "per_user", "secret")
 
     def __init__(self, cache: TieredCache | None, ttl: Any, tags: tuple[str | Template, ...],
-                 per_user: bool) -> None:
+                 per_user: bool, secret: bytes | None = None) -> None:
         self.cache = cache
         self.ttl = ttl
         self.tags = tags
         self.per_user = per_user
+        self.secret = secret
 
     def entry(self, response: Response, ttl: float | None) -> Entry | None:
         """What to store for ``response``, or None when it must not be cached: not 2xx
@@ -344,8 +361,8 @@ class _Policy:
 
 
 def cache_response(cache: TieredCache | None = None, ttl: float | str | None = None,
-                   tags: Iterable[str] | str = (), private: Literal["skip", "per_user"] = "skip"
-                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                   tags: Iterable[str] | str = (), private: Literal["skip", "per_user"] = "skip",
+                   secret_key: str | bytes | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Cache the HTTP response of a GET (and HEAD) endpoint; put it under ``@app.get``.
 
     ``cache``: a TieredCache, or None for the app's (``app.state.tieredcache``) or the
@@ -354,11 +371,14 @@ def cache_response(cache: TieredCache | None = None, ttl: float | str | None = N
     (``"product:{product_id}"``), so ``cache.invalidate_tags("product:42")`` drops the
     responses. ``private``: what to do with requests that carry ``Authorization`` or
     ``Cookie``: ``"skip"`` (default) neither reads nor stores the cache for them
-    (``X-Cache: BYPASS``); ``"per_user"`` keys them by a SHA-256 of those headers and
-    marks them ``Cache-Control: private``.
+    (``X-Cache: BYPASS``); ``"per_user"`` keys them by an HMAC-SHA256 of those headers,
+    keyed by ``secret_key`` (default: the ``TIEREDCACHE_SECRET_KEY`` environment variable;
+    without either, a plain SHA-256, which anyone who can read Redis's key names could
+    test guessed passwords against), and marks them ``Cache-Control: private``. Every
+    worker must use the same ``secret_key`` to share per-user entries.
 
     The key is ``"http:GET " + path + "?" + query + " " + host`` (parameters sorted by
-    name, every part escaped: see ``_response_key``), with ``"#user=<sha256>"`` appended
+    name, every part escaped: see ``_response_key``), with ``"#user=<digest>"`` appended
     per user. Only 2xx responses with a body (not
     streamed) and no ``Set-Cookie`` are stored.
     """
@@ -367,6 +387,7 @@ def cache_response(cache: TieredCache | None = None, ttl: float | str | None = N
     if cache is not None and not isinstance(cache, TieredCache):
         raise TypeError(f"cache must be a TieredCache or None, not {type(cache).__name__}")
     ttl = check_ttl(ttl)
+    secret = _secret_key(secret_key)
     if private not in ("skip", "per_user"):
         raise ValueError(f"private must be 'skip' or 'per_user', got {private!r}")
     if isinstance(tags, str):
@@ -385,7 +406,7 @@ def cache_response(cache: TieredCache | None = None, ttl: float | str | None = N
         names = tuple(sig.parameters)
         hints = _type_hints(func)
         policy = _Policy(cache, ttl, tuple(Template(t, names, "tag") if "{" in t else t for t in tag_texts),
-                         private == "per_user")
+                         private == "per_user", secret)
         request_name = _param_of_type(sig, hints, Request)
         response_name = _param_of_type(sig, hints, Response)
         params = list(sig.parameters.values())
@@ -433,7 +454,7 @@ def cache_response(cache: TieredCache | None = None, ttl: float | str | None = N
             if credentials is not None:
                 if not policy.per_user:
                     return _mark(await call(args, kwargs), sub, _X_BYPASS)
-                key += "#user=" + _user_hash(credentials)
+                key += "#user=" + _user_hash(credentials, policy.secret)
             view = policy.cache or _app_cache(scope.get("app"))
             entry = await view.aget(key)
             if entry is not None:
