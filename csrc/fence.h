@@ -27,8 +27,14 @@ int tc_fence_watch(tc_fence *f, int fd);
 /* Stop and join the watcher, if any (without the GIL). */
 void tc_fence_unwatch(tc_fence *f);
 
-/* Lower the fence; returns whether it was raised (and lets the watcher look again). */
+/* Lower the fence; returns whether it was raised (and lets the watcher look again).
+ * Lower it only after applying everything read from the socket: see fence.c. */
 int tc_fence_take(tc_fence *f);
+
+/* Raise the fence by hand: before reading the socket for another reason (a SUBSCRIBE
+ * whose confirmations may come behind messages), so that no reader trusts L1 while
+ * messages sit read but unapplied. */
+static inline void tc_fence_raise(tc_fence *f) { __atomic_store_n(&f->pending, 1, __ATOMIC_RELEASE); }
 
 static inline int tc_fence_pending(tc_fence *f) { return __atomic_load_n(&f->pending, __ATOMIC_ACQUIRE); }
 

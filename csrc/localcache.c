@@ -1080,6 +1080,12 @@ static PyObject *lc_take_pending(LocalCacheObject *self, PyObject *Py_UNUSED(ign
     return PyBool_FromLong(tc_fence_take(&self->fence));
 }
 
+/* _raise_pending(): raise the fence (before reading the socket for something else). */
+static PyObject *lc_raise_pending(LocalCacheObject *self, PyObject *Py_UNUSED(ignored)) {
+    tc_fence_raise(&self->fence);
+    Py_RETURN_NONE;
+}
+
 static PyObject *lc_get_pending(LocalCacheObject *self, void *Py_UNUSED(c)) {
     return PyBool_FromLong(tc_fence_probe(&self->fence));
 }
@@ -1148,6 +1154,8 @@ static PyMethodDef lc_methods[] = {
      "_watch(fd, /)\n--\n\nRaise the invalidation fence whenever fd has data (None: stop watching)."},
     {"_take_pending", (PyCFunction)lc_take_pending, METH_NOARGS,
      "_take_pending()\n--\n\nLower the invalidation fence; True if it was raised."},
+    {"_raise_pending", (PyCFunction)lc_raise_pending, METH_NOARGS,
+     "_raise_pending()\n--\n\nRaise the invalidation fence: readers apply pending messages first."},
     {"_selfcheck", (PyCFunction)lc_selfcheck, METH_NOARGS,
      "_selfcheck($self, /)\n--\n\nCheck table, wheel, tag index and policy; AssertionError if corrupt."},
     {NULL, NULL, 0, NULL},

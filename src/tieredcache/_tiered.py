@@ -729,12 +729,21 @@ class _Core:
                             with self.ns_lock:
                                 pending = list(self.listener_pending)
                                 self.listener_pending.clear()
+                            # the confirmations may come behind messages, which are then
+                            # read but not yet applied: readers must not trust L1 meanwhile
+                            self.l1._raise_pending()
                             ps.subscribe(*[ns.channel for ns in pending])
                             for ns in pending:
                                 ns.subscribed.set()
-                        self.l1._take_pending()
-                        if self._drain(ps):
-                            broken = False
+                        # Raised (or data waiting, which the probe raises): read and apply,
+                        # and only then lower it (see csrc/fence.c: lowered first, a reader
+                        # could trust L1 while this thread's recv holds messages unapplied).
+                        if self.l1._pending:
+                            try:
+                                if self._drain(ps):
+                                    broken = False
+                            finally:
+                                self.l1._take_pending()
                         # under the lock: the PING writes, and a fence that finds the channel
                         # lost sets suspect under it too
                         alive, wait = beat.step(ps, time.monotonic())
@@ -754,11 +763,13 @@ class _Core:
                 if stop.is_set():
                     break  # close(): the subscriber was closed on purpose
                 if self.listener_connected:
-                    self.listener_connected = False
+                    # Degraded first (fills from now on are short-lived), then the flush,
+                    # and only then "disconnected": whoever sees that sees a flushed L1.
                     for ns in list(self.namespaces.values()):
                         ns.subscribed.clear()
                     self.flush_l1(f"invalidation channel lost ({describe_error(exc)}); "
                                   f"L1 entries live at most {self.degraded_l1_ttl:g} s until it is back")
+                    self.listener_connected = False
                 elif not failing:
                     log.warning("tieredcache: cannot subscribe to invalidations (%s); L1 entries live at most "
                                 "%g s until it is subscribed", describe_error(exc), self.degraded_l1_ttl)
@@ -820,12 +831,13 @@ class _Core:
     def fence(self) -> None:
         """Before trusting L1: apply the invalidations that have arrived but that the
         listener thread has not applied yet (it may be waiting for the GIL)."""
-        if not self.l1._take_pending():
-            return
         ps = self.pubsub
         if ps is None:
+            self.l1._take_pending()
             return
         with self.listen_lock:
+            if not self.l1._pending:
+                return  # the listener or another reader applied them meanwhile
             try:
                 self._drain(ps)
             except BackendError:
@@ -837,6 +849,8 @@ class _Core:
             except Exception as exc:  # never into the caller; and never trust L1 after it
                 self.log_error("tieredcache: applying invalidations failed; L1 flushed", exc)
                 self.flush_l1(None)
+            finally:
+                self.l1._take_pending()  # only now: what was read is applied (or L1 flushed)
 
     def _apply(self, data: bytes) -> None:
         try:
