@@ -94,12 +94,15 @@ def test_a_fence_that_finds_the_channel_lost_stops_trusting_l1():
     def drain(ps):
         raise BackendUnavailable("connection to redis closed by the server")
 
+    lowered = []
     core = types.SimpleNamespace(
-        l1=types.SimpleNamespace(_take_pending=lambda: True), pubsub=object(), listen_lock=threading.Lock(),
+        l1=types.SimpleNamespace(_pending=True, _take_pending=lambda: lowered.append(1) or True),
+        pubsub=object(), listen_lock=threading.Lock(),
         _drain=drain, suspect=False, flush_l1=flushed.append, log_error=None)
     _Core.fence(core)
     assert core.suspect is True
     assert flushed == [None]
+    assert lowered == [1]  # after the flush: the next reads do not flush again
 
 
 def test_degraded_l1_ttl_zero_keeps_l1_empty_while_invalidations_may_be_missed(server, caches):
