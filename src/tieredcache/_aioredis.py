@@ -115,7 +115,10 @@ class _AConn:
         while True:
             try:
                 reply = reader.gets()
-            except hiredis.ProtocolError as exc:
+            except (hiredis.ProtocolError, MemoryError) as exc:
+                # MemoryError: hiredis allocates an array reply's declared length up front
+                # ("*4294967295"); raised here it would only reach the loop's handler and
+                # leave the request waiting for its timeout.
                 self._fail(exc)
                 return
             if reply is False:
