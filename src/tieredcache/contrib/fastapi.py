@@ -227,7 +227,7 @@ def _response_key(scope: Mapping[str, Any]) -> str:
     return "http:GET " + _escape(scope["path"]) + _sorted_query(scope["query_string"]) + " " + _escape(host)
 
 
-def _user_hash(credentials: list[tuple[bytes, bytes]], secret: bytes | None) -> str:
+def _user_hash(credentials: list[tuple[bytes, bytes]], secret: bytes | None = None) -> str:
     """HMAC-SHA256 keyed by ``secret`` (plain SHA-256 without one) of the credentials."""
     digest = hmac.new(secret, digestmod=hashlib.sha256) if secret else hashlib.sha256()
     for name, value in credentials:

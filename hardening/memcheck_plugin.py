@@ -1,0 +1,89 @@
+"""pytest plugin for the valgrind memcheck campaign (campaign 2 of issue 7).
+
+It does not check anything itself (valgrind does, hardening/memcheck_report.py reads the
+verdict); it makes the suite runnable at memcheck's speed (20-50x slower than native):
+
+* the conftest's hang watchdog (120 s per test) is stretched by ``--memcheck-slowdown``;
+* Hypothesis tests are capped at ``--memcheck-max-examples`` examples (0 = leave them),
+  derandomized and without deadline, so a run is repeatable and bounded;
+* ``--memcheck-c-only`` deselects the conformance tests' runs against the pure-Python
+  reference model (the ``impl`` fixture's ModelCache parameter): no C code in them;
+* pytest's outcome counts are written to ``--memcheck-outcome`` (a file), because the
+  process's exit status is valgrind's when it finds errors (--error-exitcode).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("memcheck")
+    group.addoption("--memcheck-max-examples", type=int, default=0,
+                    help="cap Hypothesis tests at this many examples (0: unchanged)")
+    group.addoption("--memcheck-slowdown", type=int, default=20,
+                    help="multiply the conftest watchdog's per-test limit by this")
+    group.addoption("--memcheck-c-only", action="store_true",
+                    help="deselect the runs of the reference model (impl=ModelCache): pure Python")
+    group.addoption("--memcheck-outcome", default=None,
+                    help="write pytest's outcome counts and exit status here (JSON)")
+
+
+def _cap_hypothesis(item: pytest.Item, max_examples: int) -> None:
+    from hypothesis import settings
+
+    def capped(parent: settings) -> settings:
+        return settings(parent, derandomize=True, database=None, deadline=None,
+                        max_examples=min(parent.max_examples, max_examples))
+
+    obj = getattr(item, "obj", None)
+    if getattr(obj, "is_hypothesis_test", False):
+        target = getattr(obj, "__func__", obj)  # a test method: the function under it
+        current = getattr(target, "_hypothesis_internal_use_settings", None) or settings.default
+        target._hypothesis_internal_use_settings = capped(current)
+        return
+    cls = getattr(item, "cls", None)  # a RuleBasedStateMachine's TestCase
+    if cls is not None and isinstance(getattr(cls, "settings", None), settings):
+        cls.settings = capped(cls.settings)
+
+
+class _State:
+    counts: dict[str, int] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--memcheck-c-only"):
+        keep, drop = [], []
+        for item in items:
+            impl = getattr(getattr(item, "callspec", None), "params", {}).get("impl")
+            (drop if getattr(impl, "__name__", "") == "ModelCache" else keep).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+    n = config.getoption("--memcheck-max-examples")
+    if n > 0:
+        for item in items:
+            _cap_hypothesis(item, n)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    factor = session.config.getoption("--memcheck-slowdown")
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").endswith("conftest") and hasattr(mod, "WATCHDOG_SECONDS"):
+            mod.WATCHDOG_SECONDS *= factor
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or report.outcome != "passed":
+        key = report.outcome if report.when == "call" else f"{report.when}-{report.outcome}"
+        _State.counts[key] = _State.counts.get(key, 0) + 1
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("--memcheck-outcome")
+    if path:
+        with open(path, "w") as f:
+            json.dump({"exitstatus": int(exitstatus), "counts": _State.counts}, f)
