@@ -70,6 +70,7 @@ __all__ = ["TieredCache"]
 log = logging.getLogger("tieredcache")
 
 _MISSING = object()
+_GO = object()  # l2_begin: go on to Redis
 _HEADER = struct.Struct(">BQIQH")  # version, expires_at_ms, load_ms, write id, tags length
 _VERSION = 2
 _ON_ERROR = ("ignore", "raise")
@@ -930,9 +931,11 @@ class _Core:
             raise BackendUnavailable("invalidations made while Redis was unreachable are being applied")
         return _MISSING
 
-    def l2(self, fn: Callable, *args: Any, write: bool = False) -> Any:
-        """Call fn(*args) on Redis; _MISSING if Redis is unavailable (unless raising).
-        ``write``: an invalidation (see skip_l2)."""
+    def l2_begin(self, write: bool) -> tuple[Any, bool]:
+        """The start of every L2 call (l2, al2): the listener and alert threads running,
+        the outbox's replay claimed, the breaker asked. ``(_GO, replaying)`` to go on
+        (``replaying``: this caller holds ``replay_lock`` and must apply the outbox
+        first); otherwise ``(answer, False)`` with nothing held."""
         if self.listener is None:  # after a fork (the at-fork hook reset it), or first use
             self.ensure_listener()
         if self.alerts is not None and self.alerts.idle:  # likewise for the alerts' thread
@@ -941,7 +944,7 @@ class _Core:
         replaying = False
         if self.outbox:
             if not self.replay_lock.acquire(blocking=False):
-                return self.replay_busy()
+                return self.replay_busy(), False
             replaying = True
         try:
             skip = self.skip_l2(write)
@@ -952,7 +955,15 @@ class _Core:
         if skip:
             if replaying:
                 self.replay_lock.release()
-            return _MISSING
+            return _MISSING, False
+        return _GO, replaying
+
+    def l2(self, fn: Callable, *args: Any, write: bool = False) -> Any:
+        """Call fn(*args) on Redis; _MISSING if Redis is unavailable (unless raising).
+        ``write``: an invalidation (see skip_l2)."""
+        answer, replaying = self.l2_begin(write)
+        if answer is not _GO:
+            return answer
         t0 = time.perf_counter_ns()
         try:
             if replaying:
@@ -977,26 +988,9 @@ class _Core:
         return result
 
     async def al2(self, fn: Callable[..., Awaitable], *args: Any, write: bool = False) -> Any:
-        if self.listener is None:  # after a fork (the at-fork hook reset it), or first use
-            self.ensure_listener()
-        if self.alerts is not None and self.alerts.idle:
-            self.alerts.ensure_started()
-        # the outbox first: a breaker that let this call probe must see it succeed or fail
-        replaying = False
-        if self.outbox:
-            if not self.replay_lock.acquire(blocking=False):
-                return self.replay_busy()
-            replaying = True
-        try:
-            skip = self.skip_l2(write)
-        except BaseException:
-            if replaying:
-                self.replay_lock.release()
-            raise
-        if skip:
-            if replaying:
-                self.replay_lock.release()
-            return _MISSING
+        answer, replaying = self.l2_begin(write)
+        if answer is not _GO:
+            return answer
         t0 = time.perf_counter_ns()
         try:
             if replaying:
