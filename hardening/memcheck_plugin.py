@@ -19,6 +19,8 @@ import sys
 
 import pytest
 
+from hypothesis_cap import cap_hypothesis as _cap_hypothesis
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("memcheck")
@@ -30,24 +32,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="deselect the runs of the reference model (impl=ModelCache): pure Python")
     group.addoption("--memcheck-outcome", default=None,
                     help="write pytest's outcome counts and exit status here (JSON)")
-
-
-def _cap_hypothesis(item: pytest.Item, max_examples: int) -> None:
-    from hypothesis import settings
-
-    def capped(parent: settings) -> settings:
-        return settings(parent, derandomize=True, database=None, deadline=None,
-                        max_examples=min(parent.max_examples, max_examples))
-
-    obj = getattr(item, "obj", None)
-    if getattr(obj, "is_hypothesis_test", False):
-        target = getattr(obj, "__func__", obj)  # a test method: the function under it
-        current = getattr(target, "_hypothesis_internal_use_settings", None) or settings.default
-        target._hypothesis_internal_use_settings = capped(current)
-        return
-    cls = getattr(item, "cls", None)  # a RuleBasedStateMachine's TestCase
-    if cls is not None and isinstance(getattr(cls, "settings", None), settings):
-        cls.settings = capped(cls.settings)
 
 
 class _State:
