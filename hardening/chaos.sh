@@ -2,7 +2,7 @@
 # Chaos with Redis (issue 7, campaign 5): a FastAPI app with 2 workers serves mixed
 # requests while Redis is killed, paused, restarted, slowed and cut off by a delaying
 # proxy, and its pub/sub clients are killed. Pass: 0 failed requests, every request
-# within one Redis wait (socket + connect timeout) plus slack, 0 stale reads after
+# within one Redis wait (the longer of socket and connect timeout) plus slack, 0 stale reads after
 # writes, hit rate back after the chaos without restarting the app, both workers
 # healthy. See hardening/chaos_run.py.
 #   bash hardening/chaos.sh full   # 10,000 requests (~5 min)

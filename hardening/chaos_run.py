@@ -25,9 +25,10 @@ through a phase schedule:
 
 Pass criterion (each figure printed per phase):
 - 0 failed requests (non-2xx answers, transport errors, driver timeouts);
-- every request's latency <= BOUND = ``socket_timeout + connect_timeout`` (the two
-  waits a request can meet on a Redis that does not answer)
-  + 0.25 s slack for a loaded machine (1.0 s with the defaults);
+- every request's latency <= BOUND = ``max(socket_timeout, connect_timeout)``: one wait
+  on a Redis that does not answer, whichever it is (a miss whose read found Redis
+  silent does not then wait again to store; a write waits once)
+  + 0.25 s slack for a loaded machine (0.75 s with the defaults);
 - 0 stale reads: a read that starts after a write's answer was received must show at
   least that write's version (whichever worker served either);
 - the hit rate of ``final`` >= 0.8 x that of ``calm``, the app never restarted (the
@@ -66,7 +67,7 @@ from tieredcache.testing import RedisServer  # noqa: E402
 SOCKET_TIMEOUT = 0.25  # the cache's defaults (src/tieredcache/_tiered.py, docs/configuration.md)
 CONNECT_TIMEOUT = 0.5
 SLACK = 0.25
-BOUND = SOCKET_TIMEOUT + CONNECT_TIMEOUT + SLACK
+BOUND = max(SOCKET_TIMEOUT, CONNECT_TIMEOUT) + SLACK
 KEYS = 200
 HOT = 40  # 70 % of the requests go to the first HOT keys
 CONCURRENCY = 12

@@ -626,6 +626,85 @@ def test_another_process_serves_the_response_from_redis(redis_url, calls):
     assert calls["item:5"] == 1
 
 
+def test_concurrent_misses_on_one_response_run_the_endpoint_once(cache, calls):
+    """A miss is a get_or_set: requests arriving while the first one runs the endpoint wait
+    for its response instead of running the endpoint too (the seeds' stampede)."""
+    import httpx
+
+    app = FastAPI()
+    release = asyncio.Event()
+
+    @app.get("/report")
+    @cache_response(cache, ttl=60)
+    async def report() -> dict[str, int]:
+        calls("report")
+        await release.wait()
+        return {"total": 42}
+
+    async def five_at_once() -> list:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            pending = [asyncio.create_task(client.get("/report")) for _ in range(5)]
+            while calls["report"] == 0:
+                await asyncio.sleep(0.001)
+            for _ in range(200):  # the other four reach the cache meanwhile (no I/O on their way)
+                await asyncio.sleep(0)
+            release.set()
+            return await asyncio.gather(*pending)
+
+    answers = asyncio.run(five_at_once())
+    assert calls["report"] == 1
+    assert [a.status_code for a in answers] == [200] * 5
+    assert {a.content for a in answers} == {b'{"total":42}'}
+    assert sorted(a.headers["x-cache"] for a in answers) == ["HIT"] * 4 + ["MISS"]
+
+
+def test_a_response_invalidated_while_the_endpoint_ran_is_answered_but_not_stored(cache, calls):
+    """A write that lands while the endpoint computes its response (here: the endpoint
+    itself, standing for a concurrent request) makes that response outdated: the client
+    gets it, the cache does not keep it."""
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    @cache_response(cache, ttl=60, tags="item:{item_id}")
+    async def read_item(item_id: int) -> dict[str, int]:
+        calls("item")
+        if calls["item"] == 1:
+            await cache.ainvalidate_tags(f"item:{item_id}")  # the concurrent write
+        return {"id": item_id, "version": calls["item"]}
+
+    with TestClient(app) as client:
+        first = client.get("/items/7")
+        second = client.get("/items/7")
+        third = client.get("/items/7")
+
+    assert first.json() == {"id": 7, "version": 1} and first.headers["x-cache"] == "MISS"
+    assert second.json() == {"id": 7, "version": 2} and second.headers["x-cache"] == "MISS"
+    assert third.json() == {"id": 7, "version": 2} and third.headers["x-cache"] == "HIT"
+    assert calls["item"] == 2
+
+
+def test_a_miss_waits_for_a_redis_that_does_not_answer_once_not_twice(fresh_redis_server, calls):
+    """With Redis paused, a cache_response miss meets one timeout (the read); it does not
+    then wait again to store the response (the chaos campaign's latency bound)."""
+    cache = TieredCache(fresh_redis_server.url, namespace=NS, socket_timeout=0.1, connect_timeout=0.1,
+                        pool_timeout=0.1, breaker_threshold=1_000)
+    try:
+        with TestClient(items_app(cache, calls)) as client:
+            assert client.get("/items/1").headers["x-cache"] == "MISS"  # connected and warm
+            fresh_redis_server.pause()
+            before = cache.stats()["l2"]["timeouts"]
+            answer = client.get("/items/2")
+            spent = cache.stats()["l2"]["timeouts"] - before
+    finally:
+        fresh_redis_server.resume()
+        cache.close()
+
+    assert answer.status_code == 200 and answer.json()["id"] == 2
+    assert answer.headers["x-cache"] == "MISS"
+    assert spent == 1
+
+
 def test_an_endpoint_called_directly_just_runs(cache, calls):
     @cache_response(cache, ttl=60)
     def totals(day: str) -> dict[str, str]:

@@ -535,6 +535,65 @@ def test_a_tenants_admin_reports_only_its_own_functions(redis_url):
         cache.close()
 
 
+def test_a_tenants_recommendations_name_only_its_own_functions():
+    """Regression: ``recommendations()`` of tenant B's view (and its admin endpoint) gave
+    advice on tenant A's cached functions, naming them with their call counts."""
+    cache = TieredCache(namespace="advice")
+    a, b = cache.namespace("org-a"), cache.namespace("org-b")
+    try:
+        @a.cached(name="a_quarterly_revenue")
+        def a_quarterly_revenue(request_id: int) -> int:  # a new key per call: hit rate 0
+            return request_id
+
+        for i in range(30):
+            a_quarterly_revenue(i)
+        named = {r["function"] for r in a.recommendations()}
+        assert "a_quarterly_revenue" in named
+        assert "a_quarterly_revenue" in {r["function"] for r in cache.recommendations()}  # the root's: all
+        assert "a_quarterly_revenue" not in json.dumps(b.recommendations())
+        with TestClient(_fastapi_app(b, TOKEN_B)) as client:
+            answer = client.get("/cache/recommendations", headers={"Authorization": f"Bearer {TOKEN_B}"})
+        assert answer.status_code == 200 and "a_quarterly_revenue" not in answer.text
+    finally:
+        cache.close()
+
+
+def test_a_warmer_registered_on_a_tenants_view_never_runs_for_another_tenant():
+    """Regression: warmers were shared by every view of a cache, so tenant B's warm (its
+    admin's ``POST /cache/warm`` included) ran tenant A's warmer against B's namespace,
+    putting A's data under B's keys. A warmer registered on a view is now that view's;
+    one registered on the root is shared, each view running it against itself."""
+    cache = TieredCache(namespace="warmiso")
+    a, b = cache.namespace("org-a"), cache.namespace("org-b")
+    ran: list[str] = []
+    try:
+        @a.warmer("profiles")
+        def warm_a_profile() -> dict:  # takes no view: it knows whose data it loads
+            ran.append("a")
+            return {"profile": "A-PRIVATE-PROFILE"}
+
+        @cache.warmer("catalog")
+        def warm_catalog(view: TieredCache) -> dict:  # shared: each view warms its own
+            return {"catalog": f"catalog of {view.name}"}
+
+        assert b.warmer_groups() == ["catalog"] and a.warmer_groups() == ["catalog", "profiles"]
+        with pytest.raises(ValueError, match="profiles"):
+            b.warm("profiles")
+        assert b.warm() == {"catalog": 1}
+        auth = {"Authorization": f"Bearer {TOKEN_B}"}
+        with TestClient(_fastapi_app(b, TOKEN_B)) as client:
+            assert client.post("/cache/warm", json={}, headers=auth).status_code == 200
+            assert client.post("/cache/warm", json={"groups": ["profiles"]}, headers=auth).status_code == 400
+        assert ran == [] and b.get("profile") is None and b.get("catalog") == f"catalog of {b.name}"
+
+        assert a.warm() == {"catalog": 1, "profiles": 1}
+        assert ran == ["a"] and a.get("profile") == "A-PRIVATE-PROFILE"
+        assert cache.warm("profiles") == {"profiles": 1}  # the root runs A's against A's view
+        assert ran == ["a", "a"] and cache.get("profile") is None and b.get("profile") is None
+    finally:
+        cache.close()
+
+
 def test_two_tenant_apps_never_serve_each_others_pages(redis_url):
     """Two FastAPI apps and two Flask apps, one per tenant view, with the same route: a
     page cached by A's app is never served by B's (same path, host and query), and B's
@@ -1117,9 +1176,9 @@ def test_a_flood_of_unique_keys_tags_and_oversized_values_stays_within_bounds():
 
 def test_a_flood_through_redis_stays_within_bounds(redis_url):
     """The same through L2 and another process's invalidation messages: L1 bounds hold in
-    both processes; a value above max_bytes is stored in Redis (no limit there below
-    Redis's own 512 MB) and served from it, but never held in L1; the table of announced
-    writes stays bounded."""
+    both processes; a value above max_bytes (but within max_value_bytes) is stored in
+    Redis and served from it, but never held in L1; the table of announced writes stays
+    bounded."""
     max_entries, max_bytes = 500, 512 * 1024
     n = max(FLOOD // 10, 2_000)
     cache = TieredCache(redis_url, namespace="flood", max_entries=max_entries, max_bytes=max_bytes)
@@ -1148,6 +1207,68 @@ def test_a_flood_through_redis_stays_within_bounds(redis_url):
     finally:
         writer.close()
         cache.close()
+
+
+def test_a_value_over_max_value_bytes_is_not_stored_in_redis_and_replaces_nothing(redis_url, caplog):
+    """Redis holds no payload over ``max_value_bytes``: a set of a bigger value deletes the
+    key's old value everywhere instead (no process may go on serving it), the writer's
+    own L1 may keep the new one (within its own bounds), and the rejection is counted and
+    logged as a WARNING at most once a minute."""
+    cap = 4096
+    writer = TieredCache(redis_url, namespace="oversize", max_value_bytes=cap)
+    reader = TieredCache(redis_url, namespace="oversize", max_value_bytes=cap)
+    raw = RawRedis(redis_url)
+    try:
+        writer.set("report", "small")
+        assert reader.get("report") == "small"  # now in the reader's L1 too
+        big = "B" * (2 * cap)
+        with caplog.at_level(logging.DEBUG, logger="tieredcache"):
+            writer.set("report", big)
+            writer.set_many({"other": big, "fine": "ok"})
+        assert raw.execute("EXISTS", writer.redis_key("report"), writer.redis_key("other")) == 0
+        assert reader.get("fine") == "ok"
+        assert wait_until(lambda: not _l1_holds(reader, "report"))
+        assert reader.get("report") is None  # not "small": the old value is gone
+        assert writer.get("report") == big  # the writer's L1 holds what it was given
+        stats = writer.stats()["l2"]
+        assert stats["rejected"] == 2 and stats["sets"] == 2  # "small" and "fine"
+        warnings_ = [r for r in caplog.records if "max_value_bytes" in r.getMessage()]
+        assert [r.levelno for r in warnings_] == [logging.WARNING, logging.DEBUG]
+        assert big not in caplog.text
+    finally:
+        raw.close()
+        reader.close()
+        writer.close()
+
+
+def test_a_loaded_value_over_max_value_bytes_is_answered_but_not_stored_in_redis(redis_url):
+    cap = 4096
+    here = TieredCache(redis_url, namespace="oversize-load", max_value_bytes=cap)
+    there = TieredCache(redis_url, namespace="oversize-load", max_value_bytes=cap)
+    raw = RawRedis(redis_url)
+    loads = []
+
+    def build():
+        loads.append(1)
+        return "D" * (2 * cap)
+
+    try:
+        assert here.get_or_set("dashboard", build) == "D" * (2 * cap)
+        assert raw.execute("EXISTS", here.redis_key("dashboard")) == 0
+        assert there.get_or_set("dashboard", build) == "D" * (2 * cap)  # loaded again there
+        assert len(loads) == 2 and here.get_or_set("dashboard", build) and len(loads) == 2  # L1
+        assert here.stats()["l2"]["rejected"] == 1 and here.stats()["l2"]["sets"] == 0
+    finally:
+        raw.close()
+        there.close()
+        here.close()
+
+
+@pytest.mark.parametrize("bad, error", [(0, "at least 1"), (-5, "at least 1"), ("16MB", "int or None"),
+                                        (True, "int or None"), (1.5, "int or None")])
+def test_a_bad_max_value_bytes_is_refused_naming_it(bad, error):
+    with pytest.raises(ValueError, match=f"max_value_bytes must be.*{error}"):
+        TieredCache(max_value_bytes=bad)
 
 
 def test_invalidations_queued_while_redis_is_down_stay_bounded(fresh_redis_server):

@@ -690,7 +690,13 @@ def make_invalidates(source: Any, tags: Any = (), keys: Any = ()) -> Callable[[C
 
 # ---- warming ----------------------------------------------------------------------------
 
-def make_warmer(core: Any, group: Any) -> Callable[[Callable], Callable]:
+def make_warmer(view: Any, group: Any) -> Callable[[Callable], Callable]:
+    """``@cache.warmer(group)``. Registered on a root cache, a warmer is shared: every view
+    that warms runs it against itself. Registered on a namespace view (a tenant's), it
+    belongs to that view: it runs against it, when it or a view above it (the root)
+    warms, never when another tenant's view does."""
+    core = view._core
+    owner = None if view._is_root else view
     if callable(group) and not isinstance(group, str):
         raise TypeError("warmer needs a group name: write @cache.warmer(\"products\")")
     if not isinstance(group, str) or not group or group == "all":
@@ -700,21 +706,39 @@ def make_warmer(core: Any, group: Any) -> Callable[[Callable], Callable]:
         if not callable(func):
             raise TypeError(f"warmer() registers functions, not {type(func).__name__}")
         with core.warmers_lock:
-            core.warmers.setdefault(group, []).append(func)
+            core.warmers.setdefault(group, []).append((func, owner))
         return func
 
     return decorate
 
 
-def _groups(core: Any, groups: tuple) -> list[str]:
-    known = sorted(core.warmers)
+def _runs(view: Any, group: str) -> list[tuple[Callable, Any]]:
+    """(warmer, the view it runs against) for each warmer of group that view may run:
+    the shared ones against view itself, those owned by view or a view below it against
+    their owner."""
+    core = view._core
+    out = []
+    for fn, owner in list(core.warmers.get(group, ())):
+        if owner is None:
+            out.append((fn, view))
+        elif view._is_root or owner.name == view.name or owner.name.startswith(view.name + "/"):
+            out.append((fn, owner))
+    return out
+
+
+def warmer_groups(view: Any) -> list[str]:
+    return sorted(g for g in list(view._core.warmers) if _runs(view, g))
+
+
+def _groups(view: Any, groups: tuple) -> list[str]:
+    known = warmer_groups(view)
     if not groups or "all" in groups:
         return known
     out = []
     for g in groups:
         if not isinstance(g, str):
             raise TypeError(f"groups must be str, got {g!r}")
-        if g not in core.warmers:
+        if g not in known:
             raise ValueError(f"no warmer registered for group {g!r} (groups: {', '.join(known) or 'none'})")
         if g not in out:
             out.append(g)
@@ -760,15 +784,15 @@ async def _astore(view: Any, result: Any, counter: list[int]) -> int:
 
 def warm(view: Any, groups: tuple) -> dict[str, int]:
     core = view._core
-    names = _groups(core, groups)
+    names = _groups(view, groups)
     counts: dict[str, int] = {}
     for g in names:
         total = 0
-        for fn in list(core.warmers[g]):
+        for fn, target in _runs(view, g):
             counter = [0]
             token = _warm_loads.set(counter)
             try:
-                result = fn(view) if _takes_cache(fn) else fn()
+                result = fn(target) if _takes_cache(fn) else fn()
                 if inspect.isawaitable(result):
                     try:
                         asyncio.get_running_loop()
@@ -778,7 +802,7 @@ def warm(view: Any, groups: tuple) -> dict[str, int]:
                         result.close()
                         raise RuntimeError(f"warmer {getattr(fn, '__qualname__', fn)!r} is async and an event "
                                            "loop is running: use `await cache.awarm(...)`")
-                total += _store(view, result, counter)
+                total += _store(target, result, counter)
             finally:
                 _warm_loads.reset(token)
         counts[g] = total
@@ -796,22 +820,22 @@ def _run_coro(coro: Any) -> Any:
 
 async def awarm(view: Any, groups: tuple) -> dict[str, int]:
     core = view._core
-    names = _groups(core, groups)
+    names = _groups(view, groups)
     counts: dict[str, int] = {}
     for g in names:
         total = 0
-        for fn in list(core.warmers[g]):
+        for fn, target in _runs(view, g):
             counter = [0]
             token = _warm_loads.set(counter)
             try:
                 if inspect.iscoroutinefunction(fn):
-                    result = await (fn(view) if _takes_cache(fn) else fn())
+                    result = await (fn(target) if _takes_cache(fn) else fn())
                 else:
                     ctx = contextvars.copy_context()
-                    result = await asyncio.to_thread(ctx.run, lambda: fn(view) if _takes_cache(fn) else fn())
+                    result = await asyncio.to_thread(ctx.run, lambda: fn(target) if _takes_cache(fn) else fn())
                     if inspect.isawaitable(result):
                         result = await result
-                total += await _astore(view, result, counter)
+                total += await _astore(target, result, counter)
             finally:
                 _warm_loads.reset(token)
         counts[g] = total
@@ -842,7 +866,7 @@ def _adopt_default_warmers(cache: Any) -> None:
     with core.warmers_lock:
         for group, fns in _default_warmers.items():
             have = core.warmers.setdefault(group, [])
-            have.extend(f for f in fns if f not in have)
+            have.extend((f, None) for f in fns if (f, None) not in have)
 
 
 def warmer(group: str) -> Callable[[Callable], Callable]:
@@ -880,10 +904,15 @@ LOW_HIT_RATE = 0.5
 
 
 def recommendations(view: Any) -> list[dict[str, Any]]:
+    """Advice per cached function and for the whole cache. On a namespace view (a
+    tenant's), only the functions of its namespace and its sub-namespaces are named."""
     core = view._core
     out: list[dict[str, Any]] = []
+    mine = None if view._is_root else view.name
     for fn in sorted(list(core.functions.values()), key=lambda f: f.name):
         row = fn.stats()
+        if mine is not None and not (row["namespace"] == mine or str(row["namespace"]).startswith(mine + "/")):
+            continue
         calls = row["calls"]
         if calls >= MIN_CALLS and row["hit_rate"] < LOW_HIT_RATE:
             ttl = fn.ttl if fn.ttl is not None else core.default_ttl

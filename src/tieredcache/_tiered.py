@@ -74,6 +74,7 @@ _GO = object()  # l2_begin: go on to Redis
 _HEADER = struct.Struct(">BQIQH")  # version, expires_at_ms, load_ms, write id, tags length
 _VERSION = 2
 _ON_ERROR = ("ignore", "raise")
+_MAX_VALUE_BYTES = 16 * 1024 * 1024  # default cap on one payload in Redis (max_value_bytes)
 
 # ---- Lua scripts (run atomically by Redis) -----------------------------------------------
 
@@ -423,7 +424,8 @@ class _Core:
                  socket_timeout: float, connect_timeout: float, max_connections: int,
                  pool_timeout: float, degraded_l1_ttl: float, breaker_threshold: int,
                  breaker_cooldown: float, lock_timeout: float | None, early_refresh: float | None,
-                 enabled: bool, monitoring: bool = True, log_keys: Any = False) -> None:
+                 enabled: bool, monitoring: bool = True, log_keys: Any = False,
+                 max_value_bytes: int | None = _MAX_VALUE_BYTES) -> None:
         from ._serializers import make_serializer
 
         if on_error not in _ON_ERROR:
@@ -436,6 +438,12 @@ class _Core:
         else:
             self.degraded_l1_ttl = _check_ttl(degraded_l1_ttl, "degraded_l1_ttl") or 5.0
         self.lock_timeout = _check_ttl(lock_timeout, "lock_timeout")
+        if max_value_bytes is not None and (isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int)):
+            raise ConfigurationError(f"max_value_bytes must be an int or None, not {type(max_value_bytes).__name__}")
+        if max_value_bytes is not None and max_value_bytes < 1:
+            raise ConfigurationError(f"max_value_bytes must be at least 1, got {max_value_bytes!r}")
+        self.max_value_bytes = max_value_bytes
+        self.oversize_next = 0.0  # monotonic time before which oversized values log at DEBUG
         if early_refresh is not None and (isinstance(early_refresh, bool) or not isinstance(early_refresh, (int, float))
                                           or not early_refresh > 0):
             raise ConfigurationError(f"early_refresh must be a positive number (beta) or None, got {early_refresh!r}")
@@ -457,7 +465,7 @@ class _Core:
             "l2_hits": 0, "l2_misses": 0, "l2_errors": 0, "l2_timeouts": 0, "l2_sets": 0,
             "l2_deletes": 0, "loads": 0, "load_errors": 0, "invalidations_sent": 0,
             "invalidations_received": 0, "l1_flushes": 0, "stale_writes_refused": 0,
-            "listener_reconnects": 0, "warmed": 0,
+            "listener_reconnects": 0, "warmed": 0, "l2_rejected": 0,
         }
         self.monitoring = monitoring
         self.l2_latency = Histogram()  # every L2 round trip (monitoring on)
@@ -470,7 +478,7 @@ class _Core:
         self.started = time.time()
         # decorated functions bound to this cache (id -> _Cached), warmers, listeners
         self.functions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-        self.warmers: dict[str, list[Callable]] = {}
+        self.warmers: dict[str, list[tuple[Callable, Any]]] = {}  # group -> (warmer, owner view or None)
         self.warmers_lock = threading.Lock()
         self.listeners: list[Callable[[str, dict], Any]] = []
         self.redis = None
@@ -570,6 +578,23 @@ class _Core:
             return (self.gen_global, self.gen_tags_any, slots[hash(l1key) & (_SLOTS - 1)])
         return (self.gen_global, slots[hash(l1key) & (_SLOTS - 1)],
                 *[slots[hash(t) & (_SLOTS - 1)] for t in l1tags])
+
+    def oversized(self, payload: bytes, key: str) -> bool:
+        """Whether payload exceeds max_value_bytes (then counted as rejected, and logged:
+        a WARNING at most once a minute, DEBUG in between)."""
+        cap = self.max_value_bytes
+        if cap is None or len(payload) <= cap:
+            return False
+        self.stats["l2_rejected"] += 1
+        now = time.monotonic()
+        level = logging.DEBUG
+        if now >= self.oversize_next:
+            self.oversize_next = now + 60.0
+            level = logging.WARNING
+        if log.isEnabledFor(level):
+            log.log(level, "tieredcache: %s serializes to %d bytes, over max_value_bytes=%d: not stored in Redis",
+                    self.key_for_log(key), len(payload), cap)
+        return True
 
     def key_for_log(self, key: str) -> str:
         """A key as log lines show it: ``key#3f2a1c`` (log_keys=False), the key itself
@@ -1125,7 +1150,7 @@ class TieredCache:
                  lock_timeout: float | None = None, early_refresh: float | None = None,
                  enabled: bool = True, monitoring: bool = True, log_keys: bool | Callable[[str], str] = False,
                  alert_rules: Any = None, alert_callback: Callable[[dict], Any] | None = None,
-                 alert_interval: float = 10.0) -> None:
+                 alert_interval: float = 10.0, max_value_bytes: int | None = _MAX_VALUE_BYTES) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError(f"namespace must be a non-empty str, got {namespace!r}")
         self._core = _Core(redis_url=redis_url, max_entries=max_entries, max_bytes=max_bytes,
@@ -1136,7 +1161,7 @@ class TieredCache:
                            degraded_l1_ttl=degraded_l1_ttl, breaker_threshold=breaker_threshold,
                            breaker_cooldown=breaker_cooldown, lock_timeout=lock_timeout,
                            early_refresh=early_refresh, enabled=enabled, monitoring=bool(monitoring),
-                           log_keys=log_keys)
+                           log_keys=log_keys, max_value_bytes=max_value_bytes)
         self._ns = self._core.namespace(namespace)
         self._is_root = True
         if self._core.monitoring:  # alerts read the counters monitoring keeps (docs/observability.md)
@@ -1297,17 +1322,25 @@ class TieredCache:
         return ("EVALSHA", _SHA[script_lua], len(keys), *keys, *args)
 
     def _set_cmds(self, items: list[tuple[str, Any]], ttl: float | None, tags: tuple[str, ...]) -> list[tuple]:
-        """The SETs of items and the message announcing them (with each payload's write id)."""
+        """The SETs of items and the message announcing them (with each payload's write id).
+        An item whose payload exceeds max_value_bytes is not stored: its key is deleted
+        instead (the value it replaces must not stay), and announced as such."""
         ns, core = self._ns, self._core
-        cmds, announced = [], []
+        cmds, announced, oversized = [], [], []
         ttl_ms = int(ttl * 1000) if ttl else 0
         tagkeys = [ns.tprefix + t for t in tags]
         for key, value in items:
             wid = random.getrandbits(64)
             payload = core.encode(value, ttl, tags, wid=wid)
+            if core.oversized(payload, key):
+                oversized.append(key)
+                continue
             cmds.append(self._evalsha(_SET_LUA, [ns.kprefix + key, ns.ktprefix + key, *tagkeys], [payload, ttl_ms]))
             announced.append([key, wid])
-        cmds.append(self._publish_cmd("set", announced))
+        if announced:
+            cmds.append(self._publish_cmd("set", announced))
+        if oversized:
+            cmds.extend(self._forget(oversized))
         return cmds
 
     def _publish_cmd(self, kind: str, values: list) -> tuple:
@@ -1319,15 +1352,19 @@ class TieredCache:
                 + [("GET", ns.tgprefix + t) for t in tags])
 
     def _cas_cmd(self, key: str, value: Any, ttl: float | None, tags: tuple[str, ...], seen: list,
-                 load_ms: int) -> tuple:
+                 load_ms: int) -> tuple | None:
         """The write-back of a load, refused by Redis if anything invalidated it since the
-        miss (`seen`: the replies of _miss_cmds)."""
+        miss (`seen`: the replies of _miss_cmds); None if the payload exceeds
+        max_value_bytes (not stored in Redis)."""
         ns, core = self._ns, self._core
         payload, gen, tomb, tag_gens = seen[0], seen[1], seen[2], seen[3:]
         keys = ([ns.kprefix + key, ns.ktprefix + key, ns.gen, ns.xprefix + key] + [ns.tprefix + t for t in tags]
                 + [ns.tgprefix + t for t in tags])
         seen_sha = hashlib.sha1(payload).hexdigest() if payload is not None else ""
-        args = [core.encode(value, ttl, tags, load_ms), int(ttl * 1000) if ttl else 0, seen_sha,
+        new = core.encode(value, ttl, tags, load_ms)
+        if core.oversized(new, key):
+            return None
+        args = [new, int(ttl * 1000) if ttl else 0, seen_sha,
                 gen if gen is not None else b"0", tomb if tomb is not None else b"",
                 len(tags)] + [g if g is not None else b"0" for g in tag_gens]
         return self._evalsha(_CAS_SET_LUA, keys, args)
@@ -1484,8 +1521,9 @@ class TieredCache:
             core.bump_key(p + k)
         if core.redis is not None:
             keys = [k for k, _ in items]
-            if (yield ("send", self._set_cmds(items, ttl, tags), self._forget(keys))) is not _MISSING:
-                core.stats["l2_sets"] += len(items)
+            cmds = self._set_cmds(items, ttl, tags)
+            if (yield ("send", cmds, self._forget(keys))) is not _MISSING:
+                core.stats["l2_sets"] += sum(1 for c in cmds if c[1] == _SHA[_SET_LUA])
                 core.stats["invalidations_sent"] += 1
         for k, v in items:
             self._l1_store(k, v, ttl, tags)
@@ -1618,8 +1656,13 @@ class TieredCache:
             if seen is not None and core.lock_timeout is not None:
                 yield ("pipe", [self._evalsha(_UNLOCK_LUA, [self._lock_key(key)], [core.origin])])
             return value.value
-        if seen is not None:
-            r = yield ("pipe", [self._cas_cmd(key, value, ttl, tags, seen, load_ms)])
+        cas = self._cas_cmd(key, value, ttl, tags, seen, load_ms) if seen is not None else None
+        if cas is None:
+            r = _MISSING
+            if seen is not None and core.lock_timeout is not None:  # oversized: release the lock
+                yield ("pipe", [self._evalsha(_UNLOCK_LUA, [self._lock_key(key)], [core.origin])])
+        else:
+            r = yield ("pipe", [cas])
             if core.lock_timeout is not None:
                 yield ("pipe", [self._evalsha(_UNLOCK_LUA, [self._lock_key(key)], [core.origin])])
             if r is not _MISSING:
@@ -1950,13 +1993,17 @@ class TieredCache:
         return make_invalidates(self, tags, keys)
 
     def warmer(self, group: str) -> Callable[[Callable], Callable]:
-        """Register a warmer for ``group`` (shared with this cache's namespace views)."""
+        """Register a warmer for ``group``: on a root cache, shared by its namespace views
+        (each runs it against itself); on a view, that view's own."""
         from ._decorators import make_warmer
 
-        return make_warmer(self._core, group)
+        return make_warmer(self, group)
 
     def warmer_groups(self) -> list[str]:
-        return sorted(self._core.warmers)
+        """The groups this view's ``warm()`` runs warmers of."""
+        from ._decorators import warmer_groups
+
+        return warmer_groups(self)
 
     def warm(self, *groups: str) -> dict[str, int]:
         """Run the warmers of these groups (none or "all": every group) against this view;
@@ -2062,6 +2109,7 @@ class TieredCache:
                 "enabled": core.redis is not None,
                 "hits": s["l2_hits"], "misses": s["l2_misses"], "errors": s["l2_errors"],
                 "timeouts": s["l2_timeouts"], "sets": s["l2_sets"], "deletes": s["l2_deletes"],
+                "rejected": s["l2_rejected"],
                 "hit_rate": s["l2_hits"] / l2_looked if l2_looked else 0.0,
                 "breaker": core.breaker.state, "breaker_transitions": core.breaker.transitions,
                 "connected": core.listener_connected, "reconnects": reconnects,

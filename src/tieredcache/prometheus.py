@@ -70,6 +70,8 @@ _L2_COUNTERS = (
     ("tieredcache_l2_breaker_transitions_total", "State changes of the Redis circuit breaker.",
      "breaker_transitions"),
     ("tieredcache_l2_reconnects_total", "Connections to Redis opened again after a failure.", "reconnects"),
+    ("tieredcache_l2_rejected_total", "Values not stored in Redis (serialized larger than max_value_bytes).",
+     "rejected"),
 )
 # (name, help, key in stats())
 _CACHE_COUNTERS = (

@@ -44,7 +44,7 @@ from .. import _decorators
 from .._decorators import check_ttl
 from .._errors import ConfigurationError
 from .._keys import Template
-from .._tiered import TieredCache
+from .._tiered import NoStore, TieredCache
 from . import _dashboard
 from ._admin import ACTIONS, BASIC_CHALLENGE, AdminActions, bearer_status
 
@@ -456,26 +456,37 @@ def cache_response(cache: TieredCache | None = None, ttl: float | str | None = N
                     return _mark(await call(args, kwargs), sub, _X_BYPASS)
                 key += "#user=" + _user_hash(credentials, policy.secret)
             view = policy.cache or _app_cache(scope.get("app"))
-            entry = await view.aget(key)
-            if entry is not None:
-                response = _serve(entry, if_none_match, method == "HEAD", _X_HIT)
-                if sub.raw_headers:  # headers dependencies set on the injected Response
-                    response.raw_headers.extend(h for h in sub.raw_headers if h[0] != b"content-length")
-                return response
-            raw = await call(args, kwargs)
-            response = raw if isinstance(raw, Response) else await _render(raw, request, sub)
             item_ttl = policy.ttl if policy.ttl is not None else view.default_ttl
-            entry = policy.entry(response, item_ttl)
-            if entry is None:
-                response.raw_headers.append(_X_MISS)
-                return response
             if dynamic_tags:
                 bound = dict(zip(names, args))
                 bound.update(kwargs)
                 item_tags = tuple(t.render(bound) if isinstance(t, Template) else t for t in policy.tags)
             else:
                 item_tags = policy.tags  # type: ignore[assignment]
-            await view.aset(key, entry, ttl=item_ttl, tags=item_tags)
+            produced: list[Response] = []
+
+            async def load() -> Any:
+                raw = await call(args, kwargs)
+                response = raw if isinstance(raw, Response) else await _render(raw, request, sub)
+                produced.append(response)
+                entry = policy.entry(response, item_ttl)
+                return NoStore(None) if entry is None else entry
+
+            # A miss is a get_or_set: concurrent requests for one key run the endpoint
+            # once; the response is stored only if nothing invalidated it meanwhile and
+            # only if the read found Redis answering (one Redis timeout per request at most).
+            entry = await view.aget_or_set(key, load, ttl=item_ttl, tags=item_tags)
+            if not produced:  # from the cache, or from a concurrent request's run
+                if entry is None:  # that run's response was not cacheable: run it here
+                    return _mark(await call(args, kwargs), sub, _X_MISS)
+                response = _serve(entry, if_none_match, method == "HEAD", _X_HIT)
+                if sub.raw_headers:  # headers dependencies set on the injected Response
+                    response.raw_headers.extend(h for h in sub.raw_headers if h[0] != b"content-length")
+                return response
+            response = produced[0]
+            if entry is None:
+                response.raw_headers.append(_X_MISS)
+                return response
             if if_none_match is not None and _etag_matches(if_none_match, entry[3]):
                 not_modified = _serve(entry, if_none_match, False, _X_MISS)
                 not_modified.background = response.background
