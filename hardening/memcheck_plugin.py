@@ -8,6 +8,7 @@ verdict); it makes the suite runnable at memcheck's speed (20-50x slower than na
   derandomized and without deadline, so a run is repeatable and bounded;
 * ``--memcheck-c-only`` deselects the conformance tests' runs against the pure-Python
   reference model (the ``impl`` fixture's ModelCache parameter): no C code in them;
+* ``--memcheck-skip-fixture NAME`` deselects the tests using that fixture (Redis);
 * pytest's outcome counts are written to ``--memcheck-outcome`` (a file), because the
   process's exit status is valgrind's when it finds errors (--error-exitcode).
 """
@@ -19,7 +20,7 @@ import sys
 
 import pytest
 
-from hypothesis_cap import cap_hypothesis as _cap_hypothesis
+from campaign_items import cap_hypothesis as _cap_hypothesis, deselect as _deselect
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,6 +31,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="multiply the conftest watchdog's per-test limit by this")
     group.addoption("--memcheck-c-only", action="store_true",
                     help="deselect the runs of the reference model (impl=ModelCache): pure Python")
+    group.addoption("--memcheck-skip-fixture", action="append", default=[], metavar="NAME",
+                    help="deselect the tests that use this fixture (repeatable; e.g. redis_url)")
     group.addoption("--memcheck-outcome", default=None,
                     help="write pytest's outcome counts and exit status here (JSON)")
 
@@ -39,14 +42,8 @@ class _State:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--memcheck-c-only"):
-        keep, drop = [], []
-        for item in items:
-            impl = getattr(getattr(item, "callspec", None), "params", {}).get("impl")
-            (drop if getattr(impl, "__name__", "") == "ModelCache" else keep).append(item)
-        if drop:
-            config.hook.pytest_deselected(items=drop)
-            items[:] = keep
+    _deselect(config, items, config.getoption("--memcheck-c-only"),
+              set(config.getoption("--memcheck-skip-fixture")))
     n = config.getoption("--memcheck-max-examples")
     if n > 0:
         for item in items:

@@ -41,7 +41,7 @@ import sys
 
 import pytest
 
-from hypothesis_cap import cap_hypothesis as _cap_hypothesis
+from campaign_items import cap_hypothesis as _cap_hypothesis, deselect as _deselect
 from _pytest.runner import runtestprotocol
 
 FIGURES = ("refs", "blocks", "fds")
@@ -138,16 +138,7 @@ class RefleakChecker:
         shutil.rmtree(path, ignore_errors=True)
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        if self.c_only or self.skip_fixtures:
-            keep, drop = [], []
-            for item in items:
-                impl = getattr(getattr(item, "callspec", None), "params", {}).get("impl")
-                model = self.c_only and getattr(impl, "__name__", "") == "ModelCache"
-                skipped = self.skip_fixtures & set(getattr(item, "fixturenames", ()))
-                (drop if model or skipped else keep).append(item)
-            if drop:
-                config.hook.pytest_deselected(items=drop)
-                items[:] = keep
+        _deselect(config, items, self.c_only, self.skip_fixtures)
         for item in items:
             _cap_hypothesis(item, self.max_examples)
 
