@@ -1271,6 +1271,65 @@ def test_a_bad_max_value_bytes_is_refused_naming_it(bad, error):
         TieredCache(max_value_bytes=bad)
 
 
+def test_a_flood_of_tenant_namespaces_keeps_memory_bounded_and_subscribes_nothing_new(redis_url):
+    """Regression: every ``cache.namespace(name)`` was kept for the life of the cache and
+    subscribed its own Redis channel (and the call waited for the subscription), so tenant
+    names taken from requests grew memory, and Redis's channel table, without bound. A
+    tenant's view now shares its top-level namespace's channel, and namespaces no view
+    holds are forgotten beyond the most recent ``_NS_KEPT``."""
+    from tieredcache._tiered import _NS_KEPT
+
+    n = max(FLOOD // 4, _NS_KEPT + 2_000)
+    cache = TieredCache(redis_url, namespace="tenants", max_entries=1_000)
+    raw = RawRedis(redis_url)
+    try:
+        before = _rss()
+        for i in range(n):
+            view = cache.namespace(f"tenant-{i}")
+            view.set("profile", i)
+            assert view.get("profile") == i
+        del view
+        channels = raw.execute("PUBSUB", "CHANNELS", "tc:tenants*")
+        assert channels == [b"tc:tenants:inv"], channels
+        assert len(cache._core.namespaces) <= _NS_KEPT + 1  # + the root's
+        assert len(cache._core.ns_kept) <= _NS_KEPT
+        grown = _rss() - before
+        _record("namespaces", namespaces=n, kept=len(cache._core.namespaces), rss_growth_mb=round(grown / 2**20, 1))
+        assert grown < 64 * 1024 * 1024, f"RSS grew by {grown / 1e6:.1f} MB"
+    finally:
+        raw.close()
+        cache.close()
+
+
+def test_a_forgotten_tenant_namespace_never_serves_what_it_missed(redis_url, monkeypatch):
+    """A namespace no view holds stops hearing its invalidations; when it is asked for
+    again, what its L1 held is gone, so nothing written meanwhile is served stale."""
+    import tieredcache._tiered as tiered
+
+    monkeypatch.setattr(tiered, "_NS_KEPT", 2)
+    here = TieredCache(redis_url, namespace="forget")
+    there = TieredCache(redis_url, namespace="forget")
+    try:
+        view = here.namespace("acme")
+        view.set("price", "old")
+        assert view.get("price") == "old" and _l1_holds(view, "price")
+        there.namespace("acme").set("price", "live")  # heard while the view lives
+        assert wait_until(lambda: not _l1_holds(view, "price"))
+        assert view.get("price") == "live" and _l1_holds(view, "price")
+        del view
+        for other in ("x", "y", "z"):  # acme is pushed out of the kept ones, and dies
+            here.namespace(other)
+        assert "forget/acme" not in here._core.namespaces
+        there.namespace("acme").set("price", "new")  # no one here hears it
+        assert wait_until(lambda: here._core.stats["invalidations_received"] >= 2)
+        again = here.namespace("acme")
+        assert not _l1_holds(again, "price")
+        assert again.get("price") == "new"
+    finally:
+        there.close()
+        here.close()
+
+
 def test_invalidations_queued_while_redis_is_down_stay_bounded(fresh_redis_server):
     """With Redis down, a flood of deletes queues at most ``_OUTBOX_MAX`` invalidations
     (then the namespace is cleared once Redis is back, instead)."""

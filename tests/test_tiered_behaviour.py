@@ -549,7 +549,7 @@ def test_the_entry_is_stored_at_its_redis_key(redis_caches, rawr):
 
 # ---- stats --------------------------------------------------------------------------------
 
-L2_STATS = {"enabled", "hits", "misses", "errors", "timeouts", "sets", "deletes", "breaker",
+L2_STATS = {"enabled", "hits", "misses", "errors", "timeouts", "sets", "deletes", "rejected", "breaker",
             "breaker_transitions", "connected", "reconnects", "hit_rate", "latency"}
 TOP_STATS = {"namespace", "l1", "l2", "loads", "load_errors", "invalidations_sent",
              "invalidations_received", "l1_flushes", "stale_writes_refused", "monitoring",

@@ -148,8 +148,9 @@ class RawRedis:
 
 
 def subscribers(raw: RawRedis, namespace: str) -> int:
-    """How many connections listen on the namespace's invalidation channel, tc:{ns}:inv."""
-    escaped = namespace.replace("%", "%25").replace(":", "%3A")
+    """How many connections listen on the namespace's invalidation channel, tc:{top}:inv
+    (top: the namespace up to its first "/", whose channel its sub-namespaces share)."""
+    escaped = namespace.split("/", 1)[0].replace("%", "%25").replace(":", "%3A")
     _, count = raw.execute("PUBSUB", "NUMSUB", f"tc:{escaped}:inv")
     return count
 

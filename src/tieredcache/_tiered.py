@@ -22,7 +22,9 @@ Redis layout (ns = escaped namespace, never containing ':')::
     tc:{ns}:x:{key}    tombstone of a deleted key (60 s): refuses loads that started before
     tc:{ns}:gen        namespace generation (INCR by prefix invalidations and clear)
     tc:{ns}:lock:{key} cross-process loader lock
-    tc:{ns}:inv        pub/sub channel of invalidation messages
+    tc:{top}:inv       pub/sub channel of invalidation messages, one per top-level
+                       namespace ({top}: ns up to its first "/"), shared by its
+                       sub-namespaces (tenants): a message names its namespace
 
 Invariants: a value loaded before an invalidation is never stored after it (Redis: the
 write-back is a compare-and-set on what the miss saw: the key's value, its tombstone,
@@ -74,6 +76,7 @@ _GO = object()  # l2_begin: go on to Redis
 _HEADER = struct.Struct(">BQIQH")  # version, expires_at_ms, load_ms, write id, tags length
 _VERSION = 2
 _ON_ERROR = ("ignore", "raise")
+_NS_KEPT = 10_000  # namespaces kept alive without a view (the most recently asked for)
 _MAX_VALUE_BYTES = 16 * 1024 * 1024  # default cap on one payload in Redis (max_value_bytes)
 
 # ---- Lua scripts (run atomically by Redis) -----------------------------------------------
@@ -337,13 +340,20 @@ class _LeaderCancelled(Exception):
     """The task loading a key was cancelled; a waiter retries the load itself."""
 
 
+def _channel_of(name: str) -> str:
+    """The invalidation channel of a namespace: its top-level namespace's (a tenant's
+    view subscribes to nothing new)."""
+    return f"tc:{_escape_ns(name.split('/', 1)[0])}:inv"
+
+
 class _Namespace:
-    """Per-namespace state shared by every view on it."""
+    """Per-namespace state shared by every view on it. ``subscribed`` is its channel's
+    event (shared by the namespaces of that channel), set while subscribed."""
 
     __slots__ = ("name", "ns", "l1prefix", "kprefix", "kglob", "ktprefix", "tprefix", "tgprefix", "xprefix",
-                 "gen", "channel", "subscribed")
+                 "gen", "channel", "subscribed", "__weakref__")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, subscribed: threading.Event | None = None) -> None:
         self.name = name
         self.ns = _escape_ns(name)
         self.l1prefix = self.ns + ":"
@@ -356,8 +366,8 @@ class _Namespace:
         self.tgprefix = base + "tg:"
         self.xprefix = base + "x:"
         self.gen = base + "gen"
-        self.channel = base + "inv"
-        self.subscribed = threading.Event()
+        self.channel = _channel_of(name)
+        self.subscribed = threading.Event() if subscribed is None else subscribed
 
 
 _cores: weakref.WeakSet[_Core] = weakref.WeakSet()
@@ -459,7 +469,15 @@ class _Core:
         self.gen_slots = [0] * _SLOTS  # per key and per tag, hashed
         self.flights: dict[str, _Flight] = {}
         self.flights_lock = threading.Lock()
-        self.namespaces: dict[str, _Namespace] = {}
+        # Namespaces by name, held by their views (weakly here) and, for the _NS_KEPT most
+        # recently asked for, by ns_kept: names that come from requests (tenants) cannot
+        # grow memory without bound. A namespace that dies has its L1 entries dropped
+        # (ns_retired, drained before a namespace is made again): no message reaches it
+        # meanwhile.
+        self.namespaces: weakref.WeakValueDictionary[str, _Namespace] = weakref.WeakValueDictionary()
+        self.ns_kept: OrderedDict[str, _Namespace] = OrderedDict()
+        self.ns_retired: deque[str] = deque()
+        self.channels: dict[str, threading.Event] = {}  # invalidation channel -> subscribed
         self.ns_lock = threading.Lock()
         self.stats = {
             "l2_hits": 0, "l2_misses": 0, "l2_errors": 0, "l2_timeouts": 0, "l2_sets": 0,
@@ -492,7 +510,7 @@ class _Core:
         self.listener: threading.Thread | None = None
         self.listen_lock = threading.Lock()  # one reader of the subscriber at a time (see fence)
         self.stop_listener = threading.Event()
-        self.listener_pending: list[_Namespace] = []
+        self.listener_pending: list[str] = []  # channels to subscribe to
         self.listener_connected = False
         # the subscriber connection did not answer a PING within its lease (_Heartbeat):
         # messages may be held up, so L1 is flushed and filled as while unsubscribed
@@ -520,16 +538,25 @@ class _Core:
     # ---- namespaces and the listener ---------------------------------------------------
 
     def namespace(self, name: str) -> _Namespace:
-        ns = self.namespaces.get(name)
-        if ns is not None:
-            return ns
         with self.ns_lock:
             ns = self.namespaces.get(name)
             if ns is None:
-                ns = _Namespace(name)
+                while self.ns_retired:  # a namespace of that name may have lived: its entries go
+                    self.l1.invalidate_prefix(self.ns_retired.popleft())
+                channel = _channel_of(name)
+                subscribed = self.channels.get(channel)
+                if subscribed is None:
+                    subscribed = self.channels[channel] = threading.Event()
+                    if self.redis is not None:
+                        self.listener_pending.append(channel)
+                ns = _Namespace(name, subscribed)
                 self.namespaces[name] = ns
-                if self.redis is not None:
-                    self.listener_pending.append(ns)
+                weakref.finalize(ns, self.ns_retired.append, ns.l1prefix)
+            kept = self.ns_kept
+            kept[name] = ns
+            kept.move_to_end(name)
+            if len(kept) > _NS_KEPT:
+                kept.popitem(last=False)
         self.ensure_listener()
         return ns
 
@@ -565,9 +592,10 @@ class _Core:
         self.l1._take_pending()
         self.breaker.reset()
         self.aclients = weakref.WeakKeyDictionary()
-        for ns in self.namespaces.values():
-            ns.subscribed = threading.Event()
-        self.listener_pending = list(self.namespaces.values())
+        self.channels = {channel: threading.Event() for channel in self.channels}
+        for ns in list(self.namespaces.values()):
+            ns.subscribed = self.channels[ns.channel]
+        self.listener_pending = list(self.channels)
         if self.alerts is not None:
             self.alerts._forked()
 
@@ -726,16 +754,16 @@ class _Core:
             try:
                 ps = self.pubsub = self.redis.pubsub()
                 with self.ns_lock:
-                    spaces = list(self.namespaces.values())
+                    channels = list(self.channels.items())
                     self.listener_pending.clear()
-                ps.subscribe(*[ns.channel for ns in spaces])
+                ps.subscribe(*[channel for channel, _ in channels])
                 # Messages may have been missed while the channel was down: drop what L1
                 # holds, then trust it again. (Before the first subscription L1 entries
                 # were kept only degraded_l1_ttl.)
                 if was_connected:
                     self.flush_l1(None)
-                for ns in spaces:
-                    ns.subscribed.set()
+                for _, subscribed in channels:
+                    subscribed.set()
                 if was_connected:
                     self.stats["listener_reconnects"] += 1
                     log.log(logging.DEBUG if broken else logging.INFO,
@@ -758,9 +786,9 @@ class _Core:
                             # the confirmations may come behind messages, which are then
                             # read but not yet applied: readers must not trust L1 meanwhile
                             self.l1._raise_pending()
-                            ps.subscribe(*[ns.channel for ns in pending])
-                            for ns in pending:
-                                ns.subscribed.set()
+                            ps.subscribe(*pending)
+                            for channel in pending:
+                                self.channels[channel].set()
                         # Raised (or data waiting, which the probe raises): read and apply,
                         # and only then lower it (see csrc/fence.c: lowered first, a reader
                         # could trust L1 while this thread's recv holds messages unapplied).
@@ -791,8 +819,8 @@ class _Core:
                 if self.listener_connected:
                     # Degraded first (fills from now on are short-lived), then the flush,
                     # and only then "disconnected": whoever sees that sees a flushed L1.
-                    for ns in list(self.namespaces.values()):
-                        ns.subscribed.clear()
+                    for subscribed in list(self.channels.values()):
+                        subscribed.clear()
                     self.flush_l1(f"invalidation channel lost ({describe_error(exc)}); "
                                   f"L1 entries live at most {self.degraded_l1_ttl:g} s until it is back")
                     self.listener_connected = False
@@ -805,8 +833,8 @@ class _Core:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 1.0)
             except Exception as exc:  # a bug must not kill invalidation silently
-                for ns in list(self.namespaces.values()):
-                    ns.subscribed.clear()
+                for subscribed in list(self.channels.values()):
+                    subscribed.clear()
                 if not broken:
                     self.log_error("tieredcache: invalidation listener failed; L1 flushed, restarting it", exc)
                 else:
