@@ -43,8 +43,7 @@ try:
     rows = [json.loads(line) for line in open(sys.argv[1])]
 except OSError:
     rows = []
-print(" ".join(f"{r['name']}:keys={r['keys']},max_entries_seen={r['max_entries_seen']},"
-               f"max_bytes_seen={r['max_bytes_seen']},rss_growth_mb={r['rss_growth_mb']}" for r in rows))
+print(" ".join(r.pop("name") + ":" + ",".join(f"{k}={v}" for k, v in r.items()) for r in rows))
 PY
 )
 verdict=PASS
