@@ -57,7 +57,11 @@ SKIP='*/redis-server,*/redis-cli,*/redis-benchmark,*chromium*,*chromedriver*,*/g
 VG=(valgrind --tool=memcheck --trace-children=yes "--trace-children-skip=$SKIP"
     --suppressions="$PYSUPP" --suppressions=hardening/valgrind-extra.supp
     --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite
-    --track-origins=yes --num-callers=40 --error-exitcode=99)
+    --track-origins=yes --num-callers=40)
+# No --error-exitcode: the verdict is read from every process's log (memcheck_report.py),
+# and a forked child or a subprocess a test runs must exit with its own status (with it,
+# every child of the fork tests exited 99 on CPython's zero-int errors, which the report
+# discards by rule, and the tests checking their children's status failed).
 
 # ---- canary: the setup must see a definite leak and an uninitialised read -----------------
 mkdir -p "$OUT/canary"
@@ -128,10 +132,11 @@ FULL_EXCLUDE=(
   --memcheck-skip-fixture rawr
   # a web test: FastAPI under memcheck, not the C core
   --deselect tests/test_decorators.py::test_fastapi_requests_and_depends_stay_out_of_keys
-  # runs a Python subprocess and requires exit status 0; under memcheck that process
-  # exits 99 (--error-exitcode) on CPython's zero-int errors, which the report discards
-  # by rule (its own log is still read)
-  --deselect tests/test_decorators.py::test_keys_are_the_same_in_another_process_with_another_hash_seed
+  # asserts that a pure-Python thread makes progress while a bulk operation runs with the
+  # GIL released; valgrind runs one thread at a time, so it may not (seen: 2 of its 4
+  # cases failed, "no progress in the worker"); the bulk operations themselves run in the
+  # other thread tests
+  --deselect tests/test_local_threads.py::test_another_thread_makes_progress_while_a_200000_entry_bulk_operation_runs
 )
 if [ "$mode" = ci ]; then
   TESTS=("${CI_TESTS[@]}" --memcheck-c-only)   # the C core, not the pure-Python reference model

@@ -10,7 +10,7 @@ verdict); it makes the suite runnable at memcheck's speed (20-50x slower than na
   reference model (the ``impl`` fixture's ModelCache parameter): no C code in them;
 * ``--memcheck-skip-fixture NAME`` deselects the tests using that fixture (Redis);
 * pytest's outcome counts are written to ``--memcheck-outcome`` (a file), because the
-  process's exit status is valgrind's when it finds errors (--error-exitcode).
+  process's exit status is not the place to read it under valgrind.
 """
 
 from __future__ import annotations
