@@ -146,7 +146,38 @@ def test_a_scripted_workload_is_counted_to_the_unit():
     assert s["l1"]["expirations"] >= 1  # the expired entries met on reads
     assert s["l1"]["evictions_by_reason"]["expired"] == s["l1"]["expirations"]
     assert s["l1"]["deletes"] == 1
+    assert (s["l1"]["hits"], s["l1"]["misses"]) == (3, 5)  # one lookup counted per call
     assert s["l1"]["hit_rate"] == s["l1"]["hits"] / (s["l1"]["hits"] + s["l1"]["misses"])
+
+
+def test_each_call_counts_one_l1_lookup_whichever_path_serves_it():
+    """Regression: a decorated miss was counted as two L1 misses (the C probe, then
+    get_or_set's own look), so ``l1.hit_rate`` read low for cached functions."""
+    import asyncio
+
+    c = TieredCache(namespace="lookups")
+
+    @c.cached(ttl=10)
+    def sync_f(x):
+        return x
+
+    @c.cached(ttl=10)
+    async def async_f(x):
+        return x
+
+    @c.cached(ttl=10)
+    def unkeyed_by_c(x: object):  # an argument type the C key writer defers on
+        return 1
+
+    try:
+        sync_f(1), sync_f(1)
+        asyncio.run(async_f(1)), asyncio.run(async_f(1))
+        unkeyed_by_c((1, 2)), unkeyed_by_c((1, 2))
+        c.get_or_set("k", lambda: 1), c.get_or_set("k", lambda: 2)
+        l1 = c.stats()["l1"]
+        assert (l1["hits"], l1["misses"]) == (4, 4)
+    finally:
+        c.close()
 
 
 def test_evictions_are_counted_by_reason():

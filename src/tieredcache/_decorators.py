@@ -456,7 +456,7 @@ class _Cached:
 
         t0 = time.perf_counter_ns()
         try:
-            value = view.get_or_set(key, loader, self.ttl, tags)
+            value = view.get_or_set(key, loader, self.ttl, tags, _probed=True)
         except BaseException:
             self.errors += 1
             raise
@@ -507,7 +507,7 @@ class _Cached:
 
         t0 = time.perf_counter_ns()
         try:
-            value = await view.aget_or_set(key, loader, self.ttl, tags)
+            value = await view.aget_or_set(key, loader, self.ttl, tags, _probed=True)
         except BaseException:
             self.errors += 1
             raise

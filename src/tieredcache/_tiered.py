@@ -1860,7 +1860,9 @@ class TieredCache:
         return self._run(self._scan_delete(pattern, kind, values))
 
     def get_or_set(self, key: str, loader: Callable[[], Any], ttl: float | None = None,
-                   tags: Iterable[str] = ()) -> Any:
+                   tags: Iterable[str] = (), *, _probed: bool = False) -> Any:
+        """The value of key, from L1, Redis or ``loader()`` (stored then). ``_probed``
+        (the decorators'): the caller already looked in L1 and counted the miss."""
         key = _check_key(key)
         tags = _check_tags(tags)
         ttl = self._ttl(ttl)
@@ -1870,7 +1872,9 @@ class TieredCache:
         fkey = ns.l1prefix + key
         if core.redis is not None and core.l1._pending:
             core.fence()
-        value = core.l1.get(fkey, _MISSING)
+        # looked again after a counted miss (another caller may have filled it since):
+        # `in` counts nothing, so one call is one miss in the L1 statistics
+        value = core.l1.get(fkey, _MISSING) if not _probed or fkey in core.l1 else _MISSING
         if value is not _MISSING:
             return value
         snap_tags = self._l1tags(tags)
@@ -1955,7 +1959,7 @@ class TieredCache:
         return r
 
     async def aget_or_set(self, key: str, loader: Callable[[], Any], ttl: float | None = None,
-                          tags: Iterable[str] = ()) -> Any:
+                          tags: Iterable[str] = (), *, _probed: bool = False) -> Any:
         key = _check_key(key)
         tags = _check_tags(tags)
         ttl = self._ttl(ttl)
@@ -1965,7 +1969,9 @@ class TieredCache:
         fkey = ns.l1prefix + key
         if core.redis is not None and core.l1._pending:
             core.fence()
-        value = core.l1.get(fkey, _MISSING)
+        # looked again after a counted miss (another caller may have filled it since):
+        # `in` counts nothing, so one call is one miss in the L1 statistics
+        value = core.l1.get(fkey, _MISSING) if not _probed or fkey in core.l1 else _MISSING
         if value is not _MISSING:
             return value
         snap_tags = self._l1tags(tags)
