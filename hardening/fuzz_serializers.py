@@ -82,6 +82,15 @@ def _signed(body: bytes) -> bool:
         hmac.digest(SECRET, _PICKLE_HEADER + body[len(_PICKLE_HEADER) + _MAC_SIZE:], "sha256"))
 
 
+def _unwrapped(data: bytes) -> bytes:
+    """The payload under the compression wrapper's flag byte (inflated if compressed)."""
+    if data[:1] == b"\x01":
+        return zlib.decompress(data[1:])
+    if data[:1] == b"\x00":
+        return data[1:]
+    return data
+
+
 def _loads(serializer, data: bytes, signed_only: bool = False):
     try:
         value = serializer.loads(data)
@@ -90,20 +99,10 @@ def _loads(serializer, data: bytes, signed_only: bool = False):
     except SerializationError:
         if signed_only:
             # Only a payload whose MAC verified may fail later, as a SerializationError.
-            raw = data
-            if raw[:1] == b"\x01":
-                raw = zlib.decompress(raw[1:])
-            elif raw[:1] == b"\x00":
-                raw = raw[1:]
-            assert _signed(raw), f"an unsigned payload got past the MAC check: {data[:60]!r}"
+            assert _signed(_unwrapped(data)), f"an unsigned payload got past the MAC check: {data[:60]!r}"
         return None
     if signed_only:
-        raw = data
-        if raw[:1] == b"\x01":
-            raw = zlib.decompress(raw[1:])
-        elif raw[:1] == b"\x00":
-            raw = raw[1:]
-        assert _signed(raw), f"an unsigned payload was unpickled: {data[:60]!r}"
+        assert _signed(_unwrapped(data)), f"an unsigned payload was unpickled: {data[:60]!r}"
     return value
 
 

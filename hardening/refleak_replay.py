@@ -40,7 +40,6 @@ from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 
 import tieredcache.testing as testing  # noqa: E402
 from tieredcache import LocalCache  # noqa: E402
-from tieredcache._errors import SerializationError, SignatureError  # noqa: E402
 
 
 def _recording(examples: int) -> settings:
@@ -155,7 +154,7 @@ def test_generated_values_round_trip_compressed_and_keep_nothing(serializer_valu
 
 
 def test_damaged_payloads_of_generated_values_decode_or_raise_and_keep_nothing(serializer_values):
-    from test_serializers import SERIALIZERS
+    from test_serializers import SERIALIZERS, check_damaged_payload
 
     pick = random.Random(11)
     for value in serializer_values:
@@ -166,11 +165,4 @@ def test_damaged_payloads_of_generated_values_decode_or_raise_and_keep_nothing(s
             data[where] ^= pick.randint(1, 255)
         else:
             del data[where:]
-        try:
-            SERIALIZERS[name].loads(bytes(data))
-        except SignatureError:
-            pass
-        except SerializationError:
-            assert not name.startswith("pickle"), "a damaged pickle must be a SignatureError"
-        else:
-            assert not name.startswith("pickle"), "a damaged signed payload was accepted"
+        check_damaged_payload(name, bytes(data))

@@ -1686,7 +1686,6 @@ class TieredCache:
             return value.value
         cas = self._cas_cmd(key, value, ttl, tags, seen, load_ms) if seen is not None else None
         if cas is None:
-            r = _MISSING
             if seen is not None and core.lock_timeout is not None:  # oversized: release the lock
                 yield ("pipe", [self._evalsha(_UNLOCK_LUA, [self._lock_key(key)], [core.origin])])
         else:
